@@ -1,0 +1,197 @@
+//! The admin HTTP server sidecars expose: `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Kubernetes probes hit `/healthz` (the process is alive and serving) and `/readyz` (the tool
+//! has done what it must before it counts as ready, as the tool decides through
+//! [`AdminState::set_ready`]); Prometheus scrapes `/metrics` in the OpenMetrics text format from
+//! the tool's prometheus-client registry. Following mini-redis, [`serve`] takes its listener
+//! and its shutdown future as arguments, so tests bind `127.0.0.1:0` and stop it at will.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the admin server reports; clone it into the tool's tasks to flip readiness.
+#[derive(Clone, Default)]
+pub struct AdminState {
+    ready: Arc<AtomicBool>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl AdminState {
+    /// A state that is not ready yet, with the given metrics registry.
+    pub fn new(registry: Registry) -> Self {
+        AdminState {
+            ready: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// Marks the tool ready (or not): `/readyz` answers 200 or 503 accordingly.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` currently answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        // A poisoned lock only means another thread panicked while registering a metric;
+        // the registry itself is still consistent enough to encode.
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+        Ok(text)
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` completes.
+///
+/// Each connection runs on its own task; a failing connection is logged and does not stop
+/// the server.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Accept errors (EMFILE and the like) are transient; keep serving.
+                    tracing::warn!(error = %err, "admin server: accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &request)) }
+            });
+            if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %err, "admin server: connection ended with an error");
+            }
+        });
+    }
+}
+
+fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => match state.metrics_text() {
+            Ok(body) => {
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+                response
+            }
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz or /metrics\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Sends one HTTP/1.0 request and returns the whole response (status line, headers, body).
+    async fn get(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_health_readiness_and_metrics_until_shutdown() {
+        let mut registry = Registry::default();
+        let requests = Counter::<u64>::default();
+        registry.register("demo_requests", "Requests seen by the demo", requests.clone());
+        requests.inc_by(3);
+        let state = AdminState::new(registry);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async {
+            stopped.await.ok();
+        }));
+
+        assert!(get(addr, "GET", "/healthz").await.starts_with("HTTP/1.0 200"));
+        let not_ready = get(addr, "GET", "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.0 503"), "{not_ready}");
+        state.set_ready(true);
+        assert!(get(addr, "GET", "/readyz").await.starts_with("HTTP/1.0 200"));
+
+        let metrics = get(addr, "GET", "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+        assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+        assert!(metrics.contains("demo_requests_total 3"), "{metrics}");
+        assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
+        assert!(get(addr, "GET", "/nope").await.starts_with("HTTP/1.0 404"));
+        assert!(get(addr, "POST", "/healthz").await.starts_with("HTTP/1.0 405"));
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(30), server)
+            .await
+            .expect("server did not stop after shutdown")
+            .unwrap()
+            .unwrap();
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "listener still open after shutdown"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Retry delays: a fast warm-up, then exponential growth up to a ceiling, with jitter.
+//!
+//! Why a warm-up: most dependencies of a starting pod come up within seconds, and a failed
+//! probe (a refused TCP connect) costs next to nothing, while every extra second before the app
+//! starts is real. So during the warm-up (10 s by default) retries stay at a tenth of the
+//! ceiling (100 ms for the default 1 s); after it they double up to the ceiling so a dependency
+//! that stays down is probed no more often than a `sleep 1` loop would. Jitter only ever
+//! lengthens a delay (by up to 20 %), which spreads many pods' probes apart without raising the
+//! steady-state rate above one probe per ceiling.
+
+use std::time::Duration;
+
+/// How long retries stay fast before backing off, unless changed with [`Backoff::with_warmup`].
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(10);
+
+/// Jitter adds up to this fraction (in percent) of the delay.
+const JITTER_PERCENT: u32 = 20;
+
+/// A retry schedule; one per retried thing (e.g. one per target).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    ceiling: Duration,
+    warmup: Duration,
+    current: Option<Duration>,
+}
+
+impl Backoff {
+    /// A schedule starting at `first` and never exceeding `ceiling` (before jitter).
+    pub fn new(first: Duration, ceiling: Duration) -> Self {
+        Backoff {
+            first: first.min(ceiling),
+            ceiling,
+            warmup: DEFAULT_WARMUP,
+            current: None,
+        }
+    }
+
+    /// Changes how long the fast warm-up lasts (`Duration::ZERO` turns it off).
+    #[must_use]
+    pub fn with_warmup(mut self, warmup: Duration) -> Self {
+        self.warmup = warmup;
+        self
+    }
+
+    /// The delay before the next retry, given how long the caller has been retrying.
+    pub fn next_delay(&mut self, elapsed: Duration) -> Duration {
+        let cap = if elapsed < self.warmup {
+            (self.ceiling / 10).max(self.first)
+        } else {
+            self.ceiling
+        };
+        let next = match self.current {
+            None => self.first,
+            Some(current) => current.saturating_mul(2).min(cap).max(self.first),
+        };
+        self.current = Some(next);
+        next + jitter(next)
+    }
+
+    /// Starts the schedule over (e.g. after a success, before waiting for the next change).
+    pub fn reset(&mut self) {
+        self.current = None;
+    }
+}
+
+fn jitter(delay: Duration) -> Duration {
+    let max_extra = delay * JITTER_PERCENT / 100;
+    let nanos = u64::try_from(max_extra.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(delay: Duration) -> (Duration, Duration) {
+        (delay, delay + delay * JITTER_PERCENT / 100)
+    }
+
+    fn assert_within(delay: Duration, expected: Duration) {
+        let (low, high) = base(expected);
+        assert!(
+            delay >= low && delay <= high,
+            "{delay:?} not in [{low:?}, {high:?}]"
+        );
+    }
+
+    #[test]
+    fn starts_short_and_stays_fast_during_warmup() {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        assert_within(backoff.next_delay(Duration::ZERO), Duration::from_millis(50));
+        assert_within(
+            backoff.next_delay(Duration::from_millis(60)),
+            Duration::from_millis(100),
+        );
+        for i in 0..50 {
+            let elapsed = Duration::from_millis(200 + i * 100);
+            assert_within(backoff.next_delay(elapsed), Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn doubles_up_to_the_ceiling_after_warmup() {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        backoff.next_delay(Duration::ZERO);
+        backoff.next_delay(Duration::from_secs(1));
+        let after = Duration::from_secs(11);
+        assert_within(backoff.next_delay(after), Duration::from_millis(200));
+        assert_within(backoff.next_delay(after), Duration::from_millis(400));
+        assert_within(backoff.next_delay(after), Duration::from_millis(800));
+        for _ in 0..20 {
+            assert_within(backoff.next_delay(after), Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn no_warmup_means_plain_exponential_backoff() {
+        let mut backoff =
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(2)).with_warmup(Duration::ZERO);
+        let delays: Vec<_> = (0..6).map(|_| backoff.next_delay(Duration::ZERO)).collect();
+        let expected = [100, 200, 400, 800, 1600, 2000];
+        for (delay, millis) in delays.into_iter().zip(expected) {
+            assert_within(delay, Duration::from_millis(millis));
+        }
+    }
+
+    #[test]
+    fn first_delay_never_exceeds_the_ceiling_and_reset_starts_over() {
+        let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(1));
+        assert_within(
+            backoff.next_delay(Duration::from_secs(60)),
+            Duration::from_secs(1),
+        );
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        for _ in 0..10 {
+            backoff.next_delay(Duration::from_secs(60));
+        }
+        backoff.reset();
+        assert_within(
+            backoff.next_delay(Duration::from_secs(60)),
+            Duration::from_millis(50),
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Logging for every tool: one line per event on stderr, as text or JSON.
+//!
+//! Tools log through `tracing`; this module owns the subscriber set-up and the two flags
+//! every tool shares (`--log-format`, `--log-level`), flattened into each tool's clap parser.
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines: `2026-01-02T03:04:05Z  INFO tcp://db:5432 is ready after 1.2s`.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// The logging flags shared by every tool.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(
+        long,
+        env = "PITCREW_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Minimum level to log: error, warn, info, debug or trace; or per-module directives
+    /// such as `info,pitcrew_wait=debug`.
+    #[arg(long, env = "PITCREW_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// Installs the global subscriber. Fails with a message naming the bad level.
+pub fn init(args: &LogArgs) -> Result<(), String> {
+    let filter = parse_filter(&args.log_level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false);
+    let result = match args.log_format {
+        // Colour only when a person is watching; kubectl logs would show escape codes.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|err| format!("cannot install the logger: {err}"))
+}
+
+/// Parses `--log-level`. A single word must be a level: tracing would otherwise take
+/// `--log-level verbose` as "everything from a module named verbose", silently logging nothing.
+fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+    let expected = "expected error, warn, info, debug, trace, off or directives like info,pitcrew_wait=debug";
+    let is_directive_list = level.contains('=') || level.contains(',');
+    if !is_directive_list && level.parse::<tracing_subscriber::filter::LevelFilter>().is_err() {
+        return Err(format!("invalid --log-level {level:?}; {expected}"));
+    }
+    EnvFilter::builder()
+        .parse(level)
+        .map_err(|err| format!("invalid --log-level {level:?} ({err}); {expected}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_level_is_refused_with_its_value() {
+        for bad in ["verbose", "info,pitcrew_wait=loud"] {
+            let err = parse_filter(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn levels_and_directives_are_accepted() {
+        for good in ["info", "DEBUG", "off", "warn,pitcrew_wait=debug"] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+    }
+}
