@@ -1,0 +1,57 @@
+//! `pitcrew-testkit`: real peer servers for the tests, started on free loopback ports.
+//!
+//! Tests use real PostgreSQL, MariaDB, Redis, nginx and dnsmasq from Debian's packages rather
+//! than fakes, so a probe that works in a test works against the real thing. Each peer runs in
+//! its own temporary directory and is stopped when its handle is dropped.
+//!
+//! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
+//! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Whether this run is CI, where nothing may be skipped.
+pub fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
+}
+
+/// Finds `name` on PATH or at one of `extra` paths. Returns `None` (after printing why) when it
+/// is missing and skipping is allowed; panics on CI, where a missing peer is a failure.
+pub fn require_binary(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    let found = from_path.or_else(|| extra.iter().map(PathBuf::from).find(|path| path.is_file()));
+    if found.is_none() {
+        let message = format!(
+            "test peer {name:?} is not installed; run `cargo xtask test` (it installs the peers) \
+             or apt-get install the package that provides it"
+        );
+        assert!(!on_ci(), "{message}");
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released, so a server can take it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("cannot bind 127.0.0.1:0 to find a free port")
+}
+
+/// Waits up to `deadline` until `address` accepts TCP connections. Panics with `what` if not.
+pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on {address} within {deadline:?}");
+}

@@ -1,0 +1,3 @@
+//! The `pitcrew-wait` binary: flags in, exit code out; the logic lives in the library.
+
+fn main() {}
