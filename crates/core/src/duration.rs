@@ -3,6 +3,7 @@
 //! Parsing is humantime's; this module adds the error text every tool shows for a bad value
 //! (naming the value and the accepted forms) and a compact display for logs (`400ms`, `2.5s`).
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Parses a human duration, for clap's `value_parser`.
@@ -36,13 +37,13 @@ pub fn display(duration: Duration) -> String {
         let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
         let mut text = String::new();
         if h > 0 {
-            text.push_str(&format!("{h}h"));
+            let _ = write!(text, "{h}h");
         }
         if m > 0 {
-            text.push_str(&format!("{m}m"));
+            let _ = write!(text, "{m}m");
         }
         if s > 0 || text.is_empty() {
-            text.push_str(&format!("{s}s"));
+            let _ = write!(text, "{s}s");
         }
         text
     }

@@ -7,6 +7,7 @@
 //! 128 + signal number for a signal.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -88,7 +89,7 @@ impl ExitCode {
     pub fn help_table() -> String {
         let mut text = String::from("Exit codes:\n");
         for (code, meaning) in Self::TABLE {
-            text.push_str(&format!("  {:>3}  {meaning}\n", code.code()));
+            let _ = writeln!(text, "  {:>3}  {meaning}", code.code());
         }
         text
     }
@@ -129,7 +130,7 @@ pub fn write_termination_log(path: &Path, message: &str) -> bool {
         .create(true)
         .truncate(true)
         .open(path)
-        .and_then(|mut file| file.write_all(message[..end].as_bytes()))
+        .and_then(|mut file| file.write_all(&message.as_bytes()[..end]))
         .is_ok()
 }
 

@@ -43,8 +43,20 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
         .with_target(false);
     let result = match args.log_format {
         // Colour only when a person is watching; kubectl logs would show escape codes.
+        // Text lines carry only the message: tools write messages that say everything
+        // ("attempt 3: tcp://db:5432: connection refused; retrying in 400ms"), and repeating
+        // the structured fields after them would double every line. JSON keeps the fields.
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |writer, field, value| {
+                    if field.name() == "message" {
+                        write!(writer, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

@@ -7,6 +7,9 @@
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
 //! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
 
+// Test support: panicking with a clear message is how it reports a broken peer.
+#![allow(clippy::missing_panics_doc)]
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -22,8 +22,21 @@ impl Default for StatusSet {
 
 impl FromStr for StatusSet {
     type Err = String;
-    fn from_str(_text: &str) -> Result<Self, String> {
-        Err("not built yet".into())
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let (low, high) = part.split_once('-').unwrap_or((part, part));
+            let low: u16 = low
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid status {part:?}"))?;
+            let high: u16 = high
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid status {part:?}"))?;
+            ranges.push((low, high));
+        }
+        Ok(StatusSet(ranges))
     }
 }
 
