@@ -41,10 +41,16 @@ impl Shutdown {
     /// Waits for the stop request and returns the signal number (15 for SIGTERM, 2 for
     /// SIGINT). Returns at once if the request already came.
     pub async fn recv(&mut self) -> i32 {
-        match self.signal.wait_for(Option::is_some).await {
-            Ok(signal) => signal.unwrap_or(SIGTERM),
+        let signal = self
+            .signal
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .map(|signal| signal.unwrap_or(SIGTERM));
+        match signal {
+            Some(signal) => signal,
             // The sender is gone: nothing can ask us to stop any more, so never complete.
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
     }
 

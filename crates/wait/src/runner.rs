@@ -1,8 +1,8 @@
 //! The waiting itself: every target probed in parallel, each on its own backoff, until all
 //! (or any) are ready, the overall timeout passes, or a signal asks us to stop.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -76,7 +76,7 @@ pub async fn run(config: &Config, mut shutdown: Shutdown) -> Result<Vec<Readines
         return Err(WaitError::Usage("no target given; name at least one".into()));
     }
     let prober = Prober::new(config.probe.clone(), &config.targets).map_err(WaitError::Usage)?;
-    let progress: Vec<RefCell<Progress>> = config.targets.iter().map(|_| RefCell::default()).collect();
+    let progress: Vec<Mutex<Progress>> = config.targets.iter().map(|_| Mutex::default()).collect();
     let start = Instant::now();
     log_start(config);
 
@@ -139,7 +139,7 @@ pub async fn run(config: &Config, mut shutdown: Shutdown) -> Result<Vec<Readines
 /// caller's deadline and shutdown end the wait.
 async fn wait_for(
     target: &Target,
-    progress: &RefCell<Progress>,
+    progress: &Mutex<Progress>,
     prober: &Prober,
     config: &Config,
     start: Instant,
@@ -148,7 +148,7 @@ async fn wait_for(
     let mut backoff = Backoff::new(FIRST_RETRY, config.interval);
     loop {
         let attempt = {
-            let mut progress = progress.borrow_mut();
+            let mut progress = lock(progress);
             progress.attempts += 1;
             progress.attempts
         };
@@ -166,7 +166,7 @@ async fn wait_for(
         };
         let Some(reason) = failure else {
             let elapsed = start.elapsed();
-            progress.borrow_mut().ready = true;
+            lock(progress).ready = true;
             let what = if config.invert { "gone" } else { "ready" };
             tracing::info!(
                 target = %shown,
@@ -183,7 +183,7 @@ async fn wait_for(
             };
         };
         let delay = backoff.next_delay(start.elapsed());
-        let changed = progress.borrow().last_reason.as_deref() != Some(reason.as_str());
+        let changed = lock(progress).last_reason.as_deref() != Some(reason.as_str());
         if !config.quiet || changed {
             tracing::info!(
                 target = %shown,
@@ -194,7 +194,7 @@ async fn wait_for(
                 human(delay)
             );
         }
-        progress.borrow_mut().last_reason = Some(reason);
+        lock(progress).last_reason = Some(reason);
         tokio::time::sleep(delay).await;
     }
 }
@@ -224,11 +224,11 @@ fn log_start(config: &Config) {
 
 /// One line naming every target not yet ready with its last error, for the log, the
 /// termination message and the error itself.
-fn summary(headline: &str, config: &Config, progress: &[RefCell<Progress>]) -> String {
+fn summary(headline: &str, config: &Config, progress: &[Mutex<Progress>]) -> String {
     let mut waiting = String::new();
     let mut count = 0;
     for (target, progress) in config.targets.iter().zip(progress) {
-        let progress = progress.borrow();
+        let progress = lock(progress);
         if progress.ready {
             continue;
         }
@@ -251,6 +251,12 @@ fn summary(headline: &str, config: &Config, progress: &[RefCell<Progress>]) -> S
         "{headline}: {count} of {} target(s) {state}: {waiting}",
         config.targets.len()
     )
+}
+
+/// Progress is only ever touched between awaits, so a poisoned lock (a panic elsewhere) still
+/// holds consistent data.
+fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
+    progress.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -1,0 +1,171 @@
+//! The waiting behaviour through the library: late dependencies, timeouts and their summary,
+//! `--any`, `--invert` and shutdown. Real loopback sockets and files; generous deadlines.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use pitcrew_core::shutdown::Shutdown;
+use pitcrew_wait::cli::Args;
+use pitcrew_wait::{Config, WaitError, run};
+
+use clap::Parser as _;
+
+fn config(args: &[&str]) -> Config {
+    Args::try_parse_from(std::iter::once("pitcrew-wait").chain(args.iter().copied()))
+        .expect("valid arguments")
+        .config()
+        .expect("valid config")
+}
+
+/// A port nobody listens on (bound, then released).
+fn closed_port() -> u16 {
+    pitcrew_testkit::free_port()
+}
+
+fn never_stops() -> Shutdown {
+    let (trigger, shutdown) = Shutdown::manual();
+    // Leak the trigger: dropping it would make `recv` pend forever anyway, but keeping it
+    // alive mirrors a real process that could still be signalled.
+    std::mem::forget(trigger);
+    shutdown
+}
+
+#[tokio::test]
+async fn a_dependency_that_comes_up_late_is_detected() {
+    let port = closed_port();
+    let target = format!("tcp://127.0.0.1:{port}");
+    let config = config(&["--timeout", "2m", &target]);
+    let opener = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        TcpListener::bind(("127.0.0.1", port)).expect("port still free")
+    });
+    let ready = run(&config, never_stops()).await.expect("ready");
+    let _listener = opener.await.unwrap();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].target, target);
+    assert!(ready[0].attempts > 1, "it was down at first: {ready:?}");
+    assert!(ready[0].elapsed >= Duration::from_millis(700), "{ready:?}");
+}
+
+#[tokio::test]
+async fn timeout_summary_names_each_target_that_is_not_ready_and_its_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("present");
+    std::fs::write(&present, "x").unwrap();
+    let missing = dir.path().join("missing");
+    let port = closed_port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let config = config(&[
+        "--timeout",
+        "1s",
+        &tcp,
+        &format!("file://{}", present.display()),
+        &format!("file://{}", missing.display()),
+    ]);
+    let err = run(&config, never_stops()).await.unwrap_err();
+    let WaitError::TimedOut { summary } = &err else {
+        panic!("expected a timeout, got {err:?}");
+    };
+    assert_eq!(err.exit_code().code(), 124);
+    assert!(
+        summary.starts_with("timed out after 1s: 2 of 3 target(s) not ready"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("{tcp} (connection refused,")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("file://{} (does not exist,", missing.display())),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("present"),
+        "ready targets are not listed: {summary}"
+    );
+}
+
+#[tokio::test]
+async fn any_mode_returns_as_soon_as_one_target_is_ready() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let closed = format!("tcp://127.0.0.1:{}", closed_port());
+    let config = config(&["--any", "--timeout", "2m", &closed, &open]);
+    let ready = run(&config, never_stops()).await.expect("one is ready");
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].target, open);
+}
+
+#[tokio::test]
+async fn all_mode_waits_for_every_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let config = config(&["--timeout", "2m", &open, &format!("file://{}", late.display())]);
+    let writer = {
+        let late = late.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(late, "done").unwrap();
+        })
+    };
+    let ready = run(&config, never_stops()).await.expect("both ready");
+    writer.await.unwrap();
+    assert_eq!(ready.len(), 2);
+    assert_eq!(ready[0].target, open, "the open port is ready first");
+}
+
+#[tokio::test]
+async fn invert_waits_until_the_target_stops_answering() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let config = config(&["--invert", "--timeout", "2m", &target]);
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(listener);
+    });
+    let gone = run(&config, never_stops()).await.expect("gone");
+    closer.await.unwrap();
+    assert!(gone[0].attempts > 1, "it answered at first: {gone:?}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let config = self::config(&["--invert", "--timeout", "500ms", &target]);
+    let err = run(&config, never_stops()).await.unwrap_err().to_string();
+    assert!(err.contains("still answering"), "{err}");
+}
+
+#[tokio::test]
+async fn a_signal_stops_the_wait_with_the_signal_exit_code() {
+    let target = format!("tcp://127.0.0.1:{}", closed_port());
+    let config = config(&["--timeout", "0", &target]);
+    let (trigger, shutdown) = Shutdown::manual();
+    let waiting = tokio::spawn(async move { run(&config, shutdown).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    trigger.trigger(15);
+    let err = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("stops promptly")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.exit_code().code(), 143);
+    let text = err.to_string();
+    assert!(text.starts_with("stopped by SIGTERM"), "{text}");
+    assert!(text.contains(&target), "{text}");
+}
+
+#[tokio::test]
+async fn an_attempt_that_hangs_is_cut_by_the_attempt_timeout() {
+    // A server that accepts connections but never answers (the kernel completes the
+    // handshake; nobody reads): the Redis probe's PING gets no reply, as with a hung server.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let config = config(&["--attempt-timeout", "200ms", "--timeout", "1s", &target]);
+    let err = run(&config, never_stops()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no answer within 200ms (--attempt-timeout)"),
+        "{err}"
+    );
+    drop(listener);
+}
