@@ -12,7 +12,7 @@ use url::Url;
 /// The accepted forms, shown in errors and `--help`.
 pub const ACCEPTED_FORMS: &str = "tcp://HOST:PORT, http(s)://HOST[:PORT]/PATH, dns://NAME, \
 postgres://USER[:PASSWORD]@HOST[:PORT][/DB], mysql://USER[:PASSWORD]@HOST[:PORT][/DB], \
-redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], file:///PATH";
+redis://[[USER]:PASSWORD@]HOST[:PORT], file:///PATH";
 
 /// A host name or address and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
