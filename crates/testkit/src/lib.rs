@@ -7,6 +7,8 @@
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
 //! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
 
+pub mod nginx;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
