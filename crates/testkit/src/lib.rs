@@ -10,6 +10,8 @@
 // Test support: panicking with a clear message is how it reports a broken peer.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod nginx;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,259 @@
+//! A real nginx for HTTP(S) probe tests: plain http and TLS on free loopback ports, in a temp
+//! directory, with a throw-away CA and a server certificate for `localhost` and `127.0.0.1`.
+//!
+//! Locations (each exact-match):
+//!
+//! | path           | answer                                                   |
+//! |----------------|----------------------------------------------------------|
+//! | `/healthz`     | 200 `ok`                                                 |
+//! | `/ready`       | 200 `{"status":"ready"}`                                 |
+//! | `/unavailable` | 503                                                      |
+//! | `/redirect`    | 301 to `/healthz`                                        |
+//! | `/echo-header` | 200 only with the header `X-Probe: yes`, else 403        |
+//! | `/nobody`      | 204                                                      |
+//! | `/auth`        | 200 only with basic auth `probe:hunter2`, else 401       |
+//!
+//! nginx runs in the foreground without a master process, so the child we spawn is the server
+//! and killing it on drop stops everything.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+use crate::{free_port, require_binary};
+
+/// How long nginx may take to listen; generous for a busy 2-core CI machine.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running nginx; stopped (killed and reaped) on drop.
+pub struct NginxPeer {
+    child: Child,
+    dir: tempfile::TempDir,
+    http_port: u16,
+    https_port: u16,
+}
+
+impl NginxPeer {
+    /// Starts nginx, or returns `None` when it is not installed (outside CI; see
+    /// [`require_binary`]).
+    ///
+    /// # Panics
+    ///
+    /// When nginx is installed but does not start (the message has its logs), or is missing
+    /// on CI.
+    pub fn start() -> Option<NginxPeer> {
+        let nginx = require_binary("nginx", &["/usr/sbin/nginx"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("pitcrew-nginx-")
+            .tempdir()
+            .expect("cannot create a temp dir for nginx");
+        write_certificates(dir.path());
+        // `free_port` releases the port before nginx binds it, so another test may take it in
+        // between; nginx then exits with "Address already in use" and we try fresh ports.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let (plain_port, tls_port) = (free_port(), free_port());
+            if plain_port == tls_port {
+                continue;
+            }
+            write_config(dir.path(), plain_port, tls_port);
+            let _ = fs::remove_file(dir.path().join("nginx.pid"));
+            let mut child = spawn(&nginx, dir.path());
+            match wait_until_listening(&mut child, dir.path(), &[plain_port, tls_port])
+                .map_err(|problem| format!("{problem}\n{}", logs(dir.path())))
+            {
+                Ok(()) => {
+                    return Some(NginxPeer {
+                        child,
+                        dir,
+                        http_port: plain_port,
+                        https_port: tls_port,
+                    });
+                }
+                Err(log) if log.contains("Address already in use") => last_log = log,
+                Err(log) => panic!("nginx did not start:\n{log}"),
+            }
+        }
+        panic!("nginx could not bind free ports after 5 tries:\n{last_log}");
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// `https://127.0.0.1:PORT{path}`; the certificate names `127.0.0.1` (and `localhost`).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https_port)
+    }
+
+    /// The plain-http port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The TLS port.
+    pub fn https_port(&self) -> u16 {
+        self.https_port
+    }
+
+    /// The PEM file of the CA that signed the server certificate (for `--ca-file`).
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// nginx's error log so far, for assertion messages.
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NginxPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA, and a server certificate signed by it for `localhost` and `127.0.0.1`: TLS tests need
+/// a chain that verifies only when the CA is trusted explicitly.
+fn write_certificates(dir: &Path) {
+    let ca_key = KeyPair::generate().expect("generate CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pitcrew test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
+
+    let leaf_key = KeyPair::generate().expect("generate server key");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let server = server_params
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("sign server certificate");
+
+    fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
+    fs::write(dir.join("server.pem"), server.pem()).expect("write server.pem");
+    fs::write(dir.join("server.key"), leaf_key.serialize_pem()).expect("write server.key");
+}
+
+fn write_config(dir: &Path, plain_port: u16, tls_port: u16) {
+    // As root, nginx hands its temp dirs to the `user` (default `nobody`), which a worker
+    // process could then not share with files root wrote; naming root keeps everything owned
+    // by the test's user. As another user the directive only earns a warning, so leave it out.
+    let running_as_root = fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+    let user = if running_as_root { "user root;" } else { "" };
+    let config = r#"
+USER
+worker_processes 1;
+pid DIR/nginx.pid;
+error_log DIR/error.log info;
+events { worker_connections 64; }
+http {
+    access_log DIR/access.log;
+    client_body_temp_path DIR/client_body;
+    proxy_temp_path DIR/proxy;
+    fastcgi_temp_path DIR/fastcgi;
+    uwsgi_temp_path DIR/uwsgi;
+    scgi_temp_path DIR/scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:HTTP_PORT;
+        listen 127.0.0.1:HTTPS_PORT ssl;
+        ssl_certificate DIR/server.pem;
+        ssl_certificate_key DIR/server.key;
+        location = /healthz { return 200 "ok"; }
+        location = /ready {
+            default_type application/json;
+            return 200 '{"status":"ready"}';
+        }
+        location = /unavailable { return 503; }
+        location = /redirect { return 301 /healthz; }
+        location = /echo-header {
+            if ($http_x_probe = "yes") { return 200 "header seen"; }
+            return 403;
+        }
+        location = /nobody { return 204; }
+        location = /auth {
+            if ($http_authorization = "Basic cHJvYmU6aHVudGVyMg==") { return 200 "welcome"; }
+            return 401;
+        }
+    }
+}
+"#
+    .replace("USER", user)
+    .replace("DIR", &dir.display().to_string())
+    .replace("HTTPS_PORT", &tls_port.to_string())
+    .replace("HTTP_PORT", &plain_port.to_string());
+    fs::write(dir.join("nginx.conf"), config).expect("write nginx.conf");
+}
+
+fn spawn(nginx: &Path, dir: &Path) -> Child {
+    let stderr = fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
+    Command::new(nginx)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        // -e: without it nginx first opens the packaged /var/log/nginx/error.log.
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .args(["-g", "daemon off; master_process off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("cannot spawn nginx")
+}
+
+/// Waits until nginx has written its pid file (it does so after binding every listener) and
+/// every port accepts connections; checking the pid file too means a port that another
+/// process grabbed first is not mistaken for nginx's. On failure nginx is reaped.
+fn wait_until_listening(child: &mut Child, dir: &Path, ports: &[u16]) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("nginx exited with {status}"));
+        }
+        let all_up = dir.join("nginx.pid").is_file()
+            && ports.iter().all(|&port| {
+                std::net::TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            });
+        if all_up {
+            return Ok(());
+        }
+        if start.elapsed() > START_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "nginx did not listen on {ports:?} within {START_DEADLINE:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    ["error.log", "stderr.log"]
+        .iter()
+        .map(|name| {
+            let text = fs::read_to_string(dir.join(name)).unwrap_or_default();
+            format!("--- {name} ---\n{text}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
