@@ -4,7 +4,10 @@
 //! every tool shares (`--log-format`, `--log-level`), flattened into each tool's clap parser.
 
 use clap::{Args, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,42 +40,49 @@ pub struct LogArgs {
 /// Installs the global subscriber. Fails with a message naming the bad level.
 pub fn init(args: &LogArgs) -> Result<(), String> {
     let filter = parse_filter(&args.log_level)?;
-    let builder = tracing_subscriber::fmt()
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
         .with_target(false);
-    let result = match args.log_format {
+    let layer = match args.log_format {
         // Colour only when a person is watching; kubectl logs would show escape codes.
         // Text lines carry only the message: tools write messages that say everything
         // ("attempt 3: tcp://db:5432: connection refused; retrying in 400ms"), and repeating
         // the structured fields after them would double every line. JSON keeps the fields.
-        LogFormat::Text => builder
+        LogFormat::Text => layer
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
-                |writer, field, value| {
-                    if field.name() == "message" {
-                        write!(writer, "{value:?}")
-                    } else {
-                        Ok(())
-                    }
-                },
-            ))
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+                if field.name() == "message" {
+                    write!(writer, "{value:?}")
+                } else {
+                    Ok(())
+                }
+            }))
+            .boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
     };
-    result.map_err(|err| format!("cannot install the logger: {err}"))
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init()
+        .map_err(|err| format!("cannot install the logger: {err}"))
 }
 
-/// Parses `--log-level`. A single word must be a level: tracing would otherwise take
+/// Parses `--log-level` into a per-module filter. `Targets` rather than `EnvFilter`: the same
+/// `info,pitcrew_wait=debug` syntax without a regex engine, which would be a fifth of a small
+/// tool's binary. A single word must be a level: tracing would otherwise take
 /// `--log-level verbose` as "everything from a module named verbose", silently logging nothing.
-fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+fn parse_filter(level: &str) -> Result<Targets, String> {
     let expected = "expected error, warn, info, debug, trace, off or directives like info,pitcrew_wait=debug";
     let is_directive_list = level.contains('=') || level.contains(',');
-    if !is_directive_list && level.parse::<tracing_subscriber::filter::LevelFilter>().is_err() {
+    if !is_directive_list && level.trim().parse::<LevelFilter>().is_err() {
         return Err(format!("invalid --log-level {level:?}; {expected}"));
     }
-    EnvFilter::builder()
-        .parse(level)
+    if !is_directive_list {
+        // A bare level is the default for every module.
+        let level: LevelFilter = level.trim().parse().map_err(|_| format!("invalid --log-level {level:?}; {expected}"))?;
+        return Ok(Targets::new().with_default(level));
+    }
+    level
+        .parse::<Targets>()
         .map_err(|err| format!("invalid --log-level {level:?} ({err}); {expected}"))
 }
 
