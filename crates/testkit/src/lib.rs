@@ -7,6 +7,10 @@
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
 //! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
 
+// Panicking with the server's log is how a peer reports a broken environment; a `# Panics`
+// section on every helper would only repeat that.
+#![allow(clippy::missing_panics_doc)]
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,3 +59,8 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
     }
     panic!("{what} did not start listening on {address} within {deadline:?}");
 }
+
+pub mod mariadb;
+pub mod postgres;
+pub mod process;
+pub mod redis;
