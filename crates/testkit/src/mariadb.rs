@@ -7,7 +7,9 @@
 //! database come from an `--init-file` executed at every start.
 //!
 //! Users: [`USER`] with password [`PASSWORD`] (`mysql_native_password`), allowed from
-//! 127.0.0.1 and localhost, with all rights on database [`DATABASE`].
+//! 127.0.0.1 and localhost, with all rights on database [`DATABASE`]; and [`ED25519_USER`]
+//! (same password) who logs in with the `ed25519` plugin, which makes the server switch the
+//! client to another authentication plugin mid-login.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,6 +25,8 @@ use crate::process::{ServerProcess, run};
 pub const USER: &str = "app";
 /// Its password.
 pub const PASSWORD: &str = "app-secret";
+/// A user of the `ed25519` plugin (loaded at start), with password [`PASSWORD`].
+pub const ED25519_USER: &str = "app_ed25519";
 /// Its database.
 pub const DATABASE: &str = "app";
 
@@ -37,6 +41,7 @@ CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED VIA mysql_native_password USING P
 GRANT ALL ON app.* TO 'app'@'127.0.0.1';
 GRANT ALL ON app.* TO 'app'@'localhost';
 GRANT ALL ON app.* TO 'app'@'%';
+CREATE USER IF NOT EXISTS 'app_ed25519'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('app-secret');
 ";
 
 /// A data directory ready and a port chosen, server not yet running: lets a test point a
@@ -173,6 +178,7 @@ impl PreparedMariadb {
                 .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
                 // Reverse DNS of 127.0.0.1 can stall logins for seconds; the users name IPs.
                 .arg("--skip-name-resolve")
+                .arg("--plugin-load-add=auth_ed25519")
                 .args(["--performance-schema=OFF", "--innodb-buffer-pool-size=16M"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -1,5 +1,8 @@
 //! A real Redis server (Debian's `redis-server` package) on a free loopback port, optionally
 //! with `requirepass`, persistence off, in its own temporary directory.
+//!
+//! Every server also has an ACL user [`ACL_USER`] with password [`ACL_PASSWORD`] (Redis 6+),
+//! for clients that send `AUTH user password`.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -8,6 +11,11 @@ use std::process::{Command, Stdio};
 use tempfile::TempDir;
 
 use crate::process::ServerProcess;
+
+/// An ACL user every peer has, allowed everything.
+pub const ACL_USER: &str = "ops";
+/// [`ACL_USER`]'s password.
+pub const ACL_PASSWORD: &str = "ops-secret";
 
 /// A running `redis-server`; stopped when dropped.
 pub struct RedisPeer {
@@ -39,6 +47,15 @@ impl RedisPeer {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(dir.path())
+            .args([
+                "--user",
+                ACL_USER,
+                "on",
+                &format!(">{ACL_PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);

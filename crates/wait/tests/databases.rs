@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pitcrew_testkit::mariadb::{self, MariadbPeer};
 use pitcrew_testkit::postgres::{self, PostgresPeer};
-use pitcrew_testkit::redis::RedisPeer;
+use pitcrew_testkit::redis::{ACL_PASSWORD, ACL_USER, RedisPeer};
 use pitcrew_wait::probe::{self, NotReady};
 use pitcrew_wait::target::{DatabaseTarget, RedisTarget, Target};
 
@@ -235,6 +235,11 @@ async fn mariadb_handshake_and_login() {
         my(&peer.url("nobody", password, db), true).await,
         "Access denied for user 'nobody'",
     );
+    // The server switches us to a plugin we do not speak; we must say which.
+    assert_not_ready(
+        my(&peer.url(mariadb::ED25519_USER, password, db), true).await,
+        "auth plugin client_ed25519",
+    );
 }
 
 #[tokio::test]
@@ -273,6 +278,10 @@ async fn redis_with_requirepass() {
     rd(&format!("redis://default:s3cret@127.0.0.1:{}", peer.port()))
         .await
         .unwrap();
+    // An ACL user: AUTH with two arguments.
+    let acl = |password: &str| format!("redis://{ACL_USER}:{password}@127.0.0.1:{}", peer.port());
+    rd(&acl(ACL_PASSWORD)).await.unwrap();
+    assert_not_ready(rd(&acl("wrong")).await, "WRONGPASS");
 }
 
 #[tokio::test]
