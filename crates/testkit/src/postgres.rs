@@ -54,6 +54,7 @@ pub struct PreparedPostgres {
     dir: TempDir,
     bin: PathBuf,
     port: u16,
+    settings: Vec<String>,
 }
 
 /// A running PostgreSQL server; stopped (fast shutdown) when dropped.
@@ -135,6 +136,7 @@ impl PostgresPeer {
             dir,
             bin,
             port: crate::free_port(),
+            settings: Vec::new(),
         })
     }
 
@@ -165,9 +167,21 @@ impl PreparedPostgres {
         url(self.port, user, password, database)
     }
 
+    /// Adds a server setting (`-c name=value`), e.g. `max_connections`.
+    #[must_use]
+    pub fn setting(mut self, name: &str, value: &str) -> PreparedPostgres {
+        self.settings.push(format!("{name}={value}"));
+        self
+    }
+
     /// Starts the server and waits (generously) until `pg_isready` says it accepts connections.
     pub fn start(self) -> PostgresPeer {
-        let PreparedPostgres { dir, bin, port } = self;
+        let PreparedPostgres {
+            dir,
+            bin,
+            port,
+            settings,
+        } = self;
         let log_path = dir.path().join("postgres.log");
         let log = File::create(&log_path).expect("create postgres.log");
         let (uid, gid) = user_ids("postgres");
@@ -179,6 +193,7 @@ impl PreparedPostgres {
                 .args(["-p", &port.to_string(), "-k"])
                 .arg(dir.path())
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .args(settings.iter().flat_map(|setting| ["-c", setting.as_str()]))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log)

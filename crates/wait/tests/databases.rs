@@ -197,6 +197,60 @@ async fn postgres_login_failures_say_why() {
     );
 }
 
+/// Regression guard for the one place we differ from `pg_isready`: a full server is not
+/// ready, because the app would be refused its connection too.
+#[tokio::test]
+async fn postgres_with_no_free_connection_slot_is_not_ready() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(prepared) = PostgresPeer::prepare() else {
+        return;
+    };
+    let peer = prepared
+        .setting("max_connections", "2")
+        .setting("superuser_reserved_connections", "0")
+        .start();
+    let url = peer.url(postgres::USER, None, postgres::DATABASE);
+    pg(&url, false).await.unwrap();
+    // Two clients stuck in the password exchange hold both slots (a backend takes its slot
+    // before authenticating) until authentication_timeout.
+    let mut startup = Vec::new();
+    for (key, value) in [("user", postgres::USER), ("database", postgres::DATABASE)] {
+        for part in [key, value] {
+            startup.extend_from_slice(part.as_bytes());
+            startup.push(0);
+        }
+    }
+    startup.push(0);
+    let mut message = u32::try_from(startup.len() + 8).unwrap().to_be_bytes().to_vec();
+    message.extend_from_slice(&0x0003_0000u32.to_be_bytes());
+    message.extend_from_slice(&startup);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut holders = Vec::new();
+    while holders.len() < 2 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", peer.port()))
+            .await
+            .unwrap();
+        stream.write_all(&message).await.unwrap();
+        // An authentication request proves this backend holds a slot. An error means an
+        // earlier connection (ours, or pg_isready's) has not left yet: try again.
+        if stream.read_u8().await.unwrap() == b'R' {
+            holders.push(stream);
+        } else {
+            assert!(Instant::now() < deadline, "could not take both connection slots");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_not_ready(pg(&url, false).await, "too many clients");
+    drop(holders);
+    // Backends leave asynchronously; poll (bounded) until a slot is free again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg(&url, false).await.is_err() {
+        assert!(Instant::now() < deadline, "slots never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn postgres_that_comes_up_late_is_waited_for() {
     let Some(prepared) = PostgresPeer::prepare() else {
