@@ -84,7 +84,8 @@ where
     let mut starter = Some(starter);
     let mut peer = None;
     let mut last = None;
-    while Instant::now() < deadline {
+    let mut ready = false;
+    while !ready && Instant::now() < deadline {
         // Once the server thread is done, take its peer (or its panic, which carries the
         // server's log) instead of polling a server that failed to start.
         if starter.as_ref().is_some_and(JoinHandle::is_finished) {
@@ -96,15 +97,14 @@ where
             );
         }
         match attempt().await {
-            Ok(()) => break,
-            Err(err) => last = Some(err),
+            Ok(()) => ready = true,
+            Err(err) => {
+                last = Some(err);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(
-        Instant::now() < deadline,
-        "never became ready; last reason: {last:?}"
-    );
+    assert!(ready, "never became ready; last reason: {last:?}");
     match (peer, starter) {
         (Some(peer), _) => peer,
         // Ready before the thread returned its handle (start waits for its own checks).
