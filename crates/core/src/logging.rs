@@ -50,13 +50,15 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
         // the structured fields after them would double every line. JSON keeps the fields.
         LogFormat::Text => layer
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-                if field.name() == "message" {
-                    write!(writer, "{value:?}")
-                } else {
-                    Ok(())
-                }
-            }))
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |writer, field, value| {
+                    if field.name() == "message" {
+                        write!(writer, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
             .boxed(),
         LogFormat::Json => layer.json().flatten_event(true).boxed(),
     };
@@ -78,7 +80,10 @@ fn parse_filter(level: &str) -> Result<Targets, String> {
     }
     if !is_directive_list {
         // A bare level is the default for every module.
-        let level: LevelFilter = level.trim().parse().map_err(|_| format!("invalid --log-level {level:?}; {expected}"))?;
+        let level: LevelFilter = level
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid --log-level {level:?}; {expected}"))?;
         return Ok(Targets::new().with_default(level));
     }
     level

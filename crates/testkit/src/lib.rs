@@ -7,11 +7,9 @@
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
 //! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
 
-// Test support: panicking with a clear message is how it reports a broken peer.
+// Panicking with the server's log is how a peer reports a broken environment; a `# Panics`
+// section on every helper would only repeat that.
 #![allow(clippy::missing_panics_doc)]
-
-pub mod nginx;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,3 +58,9 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
     }
     panic!("{what} did not start listening on {address} within {deadline:?}");
 }
+
+pub mod mariadb;
+pub mod nginx;
+pub mod postgres;
+pub mod process;
+pub mod redis;
