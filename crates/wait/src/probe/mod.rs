@@ -141,9 +141,32 @@ fn strip_os_error_suffix(text: &str) -> String {
     }
 }
 
+/// Server text for a log line: lossy UTF-8, control characters replaced, bounded length.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    const LIMIT: usize = 300;
+    let text = String::from_utf8_lossy(bytes);
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(LIMIT)
+        .collect();
+    if text.chars().count() > LIMIT {
+        clean.push('…');
+    }
+    clean.trim().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_is_made_printable_and_bounded() {
+        assert_eq!(printable(b"bad\r\nthing\xff"), "bad  thing\u{fffd}");
+        let long = printable(&[b'x'; 1000]);
+        assert_eq!(long.chars().count(), 301);
+        assert!(long.ends_with('…'));
+    }
 
     #[test]
     fn io_errors_read_like_words() {

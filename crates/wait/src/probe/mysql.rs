@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::postgres::printable;
+use super::printable;
 use super::{NotReady, connect, describe_io};
 use crate::target::DatabaseTarget;
 

@@ -21,7 +21,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{NotReady, connect, describe_io};
+use super::{NotReady, connect, describe_io, printable};
 use crate::target::DatabaseTarget;
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
@@ -315,21 +315,6 @@ fn classify_error(error: &ErrorFields, logging_in: bool) -> Result<(), NotReady>
     }
 }
 
-/// Server text for a log line: lossy UTF-8, control characters replaced, bounded length.
-pub(super) fn printable(bytes: &[u8]) -> String {
-    const LIMIT: usize = 300;
-    let text = String::from_utf8_lossy(bytes);
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(LIMIT)
-        .collect();
-    if text.chars().count() > LIMIT {
-        clean.push('…');
-    }
-    clean.trim().to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,13 +396,5 @@ mod tests {
             ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
         );
         assert!(cstrings(b"\0").is_empty());
-    }
-
-    #[test]
-    fn server_text_is_made_printable_and_bounded() {
-        assert_eq!(printable(b"bad\r\nthing\xff"), "bad  thing\u{fffd}");
-        let long = printable(&[b'x'; 1000]);
-        assert_eq!(long.chars().count(), 301);
-        assert!(long.ends_with('…'));
     }
 }

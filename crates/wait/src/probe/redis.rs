@@ -9,7 +9,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::postgres::printable;
+use super::printable;
 use super::{NotReady, connect, describe_io};
 use crate::target::RedisTarget;
 
