@@ -2,11 +2,13 @@
 //!
 //! Why a warm-up: most dependencies of a starting pod come up within seconds, and a failed
 //! probe (a refused TCP connect) costs next to nothing, while every extra second before the app
-//! starts is real. So during the warm-up (10 s by default) retries stay at a tenth of the
-//! ceiling (100 ms for the default 1 s); after it they double up to the ceiling so a dependency
-//! that stays down is probed no more often than a `sleep 1` loop would. Jitter only ever
+//! starts is real. So during the warm-up (10 s by default) delays double from the first one up
+//! to a tenth of the ceiling (100 ms for the default 1 s), and once it is over every delay is
+//! the ceiling, so from then on a dependency that stays down is probed no more often than a
+//! `sleep 1` loop would (a gradual ramp would probe faster than that for a few more seconds).
+//! Without a warm-up it is plain exponential backoff up to the ceiling. Jitter only ever
 //! lengthens a delay (by up to 20 %), which spreads many pods' probes apart without raising the
-//! steady-state rate above one probe per ceiling.
+//! rate above one probe per ceiling.
 
 use std::time::Duration;
 
@@ -45,14 +47,18 @@ impl Backoff {
 
     /// The delay before the next retry, given how long the caller has been retrying.
     pub fn next_delay(&mut self, elapsed: Duration) -> Duration {
-        let cap = if elapsed < self.warmup {
-            (self.ceiling / 10).max(self.first)
-        } else {
-            self.ceiling
-        };
+        let warmup_over = !self.warmup.is_zero() && elapsed >= self.warmup;
         let next = match self.current {
+            _ if warmup_over => self.ceiling,
             None => self.first,
-            Some(current) => current.saturating_mul(2).min(cap).max(self.first),
+            Some(current) => {
+                let cap = if self.warmup.is_zero() {
+                    self.ceiling
+                } else {
+                    (self.ceiling / 10).max(self.first)
+                };
+                current.saturating_mul(2).min(cap).max(self.first)
+            }
         };
         self.current = Some(next);
         next + jitter(next)
@@ -101,16 +107,15 @@ mod tests {
     }
 
     #[test]
-    fn doubles_up_to_the_ceiling_after_warmup() {
+    fn every_delay_is_the_ceiling_once_the_warmup_is_over() {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         backoff.next_delay(Duration::ZERO);
         backoff.next_delay(Duration::from_secs(1));
-        let after = Duration::from_secs(11);
-        assert_within(backoff.next_delay(after), Duration::from_millis(200));
-        assert_within(backoff.next_delay(after), Duration::from_millis(400));
-        assert_within(backoff.next_delay(after), Duration::from_millis(800));
         for _ in 0..20 {
-            assert_within(backoff.next_delay(after), Duration::from_secs(1));
+            assert_within(
+                backoff.next_delay(Duration::from_secs(10)),
+                Duration::from_secs(1),
+            );
         }
     }
 
@@ -132,13 +137,14 @@ mod tests {
             backoff.next_delay(Duration::from_secs(60)),
             Duration::from_secs(1),
         );
+        // Reset goes with a fresh clock: the caller measures `elapsed` from the reset.
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         for _ in 0..10 {
-            backoff.next_delay(Duration::from_secs(60));
+            backoff.next_delay(Duration::from_secs(5));
         }
         backoff.reset();
         assert_within(
-            backoff.next_delay(Duration::from_secs(60)),
+            backoff.next_delay(Duration::from_secs(5)),
             Duration::from_millis(50),
         );
     }

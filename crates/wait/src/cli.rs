@@ -32,7 +32,7 @@ In a pod spec (init container):
 /// Wait until dependencies are ready, then exit 0 (or exec COMMAND).
 ///
 /// Targets are URLs, checked in parallel, each retried with backoff (every 100 ms for the
-/// first 10 s, then backing off up to --interval). Every failed attempt is logged with its
+/// first 10 s, then every --interval). Every failed attempt is logged with its
 /// reason. Accepted targets: tcp://HOST:PORT, http(s)://HOST[:PORT]/PATH, dns://NAME,
 /// postgres://USER[:PASSWORD]@HOST[:PORT][/DB], mysql://USER[:PASSWORD]@HOST[:PORT][/DB],
 /// redis://[[USER]:PASSWORD@]HOST[:PORT], file:///PATH.
@@ -68,7 +68,8 @@ pub struct Args {
     #[arg(long, env = "PITCREW_WAIT_TIMEOUT", default_value = "5m", value_parser = pitcrew_core::duration::parse)]
     pub timeout: Duration,
 
-    /// Longest delay between two attempts at one target, reached after the first 10 s.
+    /// Delay between two attempts at one target once the first 10 s are over (before that,
+    /// a tenth of it).
     #[arg(long, env = "PITCREW_WAIT_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub interval: Duration,
 

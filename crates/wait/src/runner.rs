@@ -216,7 +216,7 @@ fn log_start(config: &Config) {
         |timeout| format!("timeout {}", human(timeout)),
     );
     tracing::info!(
-        "waiting for {mode}{} {goal} ({timeout}; retry delays grow to {})",
+        "waiting for {mode}{} {goal} ({timeout}; retrying every {} after the first 10s)",
         targets.join(", "),
         human(config.interval)
     );
