@@ -51,14 +51,14 @@ fn runs_as_uid_65532_read_only_and_help_exits_0() {
     let waiting = Container::start("uid", &wait_args(&[&target, "--timeout", "0"]));
     waiting.wait_for_log("attempt 1:", RUN_DEADLINE);
     let top = Command::new("docker")
-        .args(["top", &waiting.name, "-o", "uid,comm"])
+        .args(["top", &waiting.name, "-o", "pid,uid"])
         .output()
         .expect("docker top");
     let top = String::from_utf8_lossy(&top.stdout);
     let uids: Vec<&str> = top
         .lines()
         .skip(1)
-        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|line| line.split_whitespace().nth(1))
         .collect();
     assert_eq!(uids, ["65532"], "docker top:\n{top}");
 }
@@ -242,7 +242,7 @@ fn any_returns_as_soon_as_one_target_is_ready() {
 fn dnsmasq(dir: &Path) -> Option<Process> {
     let binary = require_binary("dnsmasq", &["/usr/sbin/dnsmasq"])?;
     let log = dir.join("dnsmasq.log");
-    let process = Process(
+    let mut process = Process(
         Command::new(binary)
             .args([
                 "--no-daemon",
@@ -252,6 +252,9 @@ fn dnsmasq(dir: &Path) -> Option<Process> {
                 "--port=53",
                 "--bind-interfaces",
                 "--address=/db.pitcrew.test/127.0.0.1",
+                // An AAAA answer too: without it the broader rule below answers the AAAA query
+                // NXDOMAIN, and musl takes NXDOMAIN for either family as "no such name".
+                "--address=/db.pitcrew.test/::1",
                 "--address=/pitcrew.test/",
                 "--log-queries",
                 "--log-facility=-",
@@ -267,6 +270,9 @@ fn dnsmasq(dir: &Path) -> Option<Process> {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains("started") {
             return Some(process);
+        }
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("dnsmasq exited ({status}); is port 53 on 127.0.0.77 taken? Its log:\n{text}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
