@@ -73,11 +73,7 @@ pub fn tools() -> Result<Vec<Tool>> {
 
 /// The release musl binary of `tool`.
 pub fn binary_path(tool: &Tool) -> PathBuf {
-    util::root()
-        .join("target")
-        .join(MUSL)
-        .join("release")
-        .join(tool.binary())
+    util::target_dir().join(MUSL).join("release").join(tool.binary())
 }
 
 /// Builds the release musl binaries of every tool (one cargo call: shared dependencies build once).
@@ -129,7 +125,7 @@ pub fn build_all() -> Result<Vec<Built>> {
 
 /// A fresh, empty build-context folder under target/images/.
 fn context(name: &str) -> Result<PathBuf> {
-    let dir = util::root().join("target").join("images").join(name);
+    let dir = util::target_dir().join("images").join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(|err| format!("cannot clear {}: {err}", dir.display()))?;
     }
