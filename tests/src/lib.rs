@@ -1,0 +1,251 @@
+//! Support for the end-to-end image tests: running the pitcrew images with docker, with
+//! deadlines on everything and containers that remove themselves.
+//!
+//! The tests need a docker engine and the images that `cargo xtask images` builds. Without
+//! them a test prints SKIPPED and returns, except when `CI=true` or `PITCREW_E2E=1` (set by
+//! `cargo xtask test`), where a skip would hide a broken setup and so it fails instead.
+
+// Test support: a panic with a clear message is how a broken precondition is reported.
+#![allow(clippy::missing_panics_doc)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The image under test.
+pub const WAIT_IMAGE: &str = "pitcrew/wait:dev";
+/// The busybox comparison image, also a handy peer.
+pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
+
+/// Whether skipping is forbidden: on CI, or when `cargo xtask test` asked for the e2e tests.
+pub fn must_run() -> bool {
+    pitcrew_testkit::on_ci() || std::env::var("PITCREW_E2E").is_ok_and(|value| value == "1")
+}
+
+/// Checks that docker answers and `image` exists. Returns false (after printing SKIPPED)
+/// when the test should be skipped; panics when skipping is forbidden.
+pub fn ready(image: &str) -> bool {
+    let docker = quiet(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]));
+    let problem = if !docker {
+        Some("the docker engine does not answer (`docker version` failed)".to_owned())
+    } else if !quiet(Command::new("docker").args(["image", "inspect", image])) {
+        Some(format!(
+            "image {image} is missing; build it with `cargo xtask images`"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => true,
+        Some(problem) => {
+            assert!(!must_run(), "{problem} (CI=true or PITCREW_E2E=1: not skipping)");
+            skipped(&problem);
+            false
+        }
+    }
+}
+
+/// Says SKIPPED on the real stderr: `eprintln!` output of a passing test is swallowed by the
+/// test harness, and a silent skip would read as a pass.
+pub fn skipped(reason: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
+}
+
+/// Whether the tests run as root (read from /proc: `unsafe` is forbidden, so no libc call).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+fn quiet(command: &mut Command) -> bool {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// A container name unique to this process and call, so parallel tests never clash.
+pub fn unique_name(what: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "pitcrew-e2e-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What a finished container left behind.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code (`docker run` passes on the container's).
+    pub code: i32,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr (the pitcrew tools log there).
+    pub stderr: String,
+    /// How long the run took.
+    pub elapsed: Duration,
+}
+
+/// A named container, removed (`docker rm -f`) when dropped, whatever the test did.
+#[derive(Debug)]
+pub struct Container {
+    /// Its unique name.
+    pub name: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+impl Container {
+    /// Starts `docker run -d --name <unique> ARGS…` and returns once docker has started it.
+    pub fn start(what: &str, args: &[&str]) -> Container {
+        let container = Container {
+            name: unique_name(what),
+        };
+        let mut command = Command::new("docker");
+        command.args(["run", "-d", "--name", &container.name]).args(args);
+        let output = output_within(&mut command, Duration::from_secs(60), &container.name);
+        assert!(
+            output.status.success(),
+            "docker run -d {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        container
+    }
+
+    /// The container's stdout and stderr so far, stderr after stdout.
+    pub fn logs(&self) -> String {
+        let output = output_within(
+            Command::new("docker").args(["logs", &self.name]),
+            Duration::from_secs(30),
+            &self.name,
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    /// Waits until the logs contain `text`; panics with the logs after `deadline`.
+    pub fn wait_for_log(&self, text: &str, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs();
+            if logs.contains(text) {
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{}: no {text:?} in the logs within {deadline:?}; logs:\n{logs}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits (`docker wait`) until the container exits; returns its exit code. Panics with
+    /// its logs when it is still running after `deadline`.
+    pub fn wait_exit(&self, deadline: Duration) -> i32 {
+        let output = output_within(
+            Command::new("docker").args(["wait", &self.name]),
+            deadline,
+            &self.name,
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "docker wait {} printed {text:?}: {}",
+                self.name,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
+    /// Sends `signal` (e.g. TERM) to the container's PID 1.
+    pub fn signal(&self, signal: &str) {
+        let output = output_within(
+            Command::new("docker").args(["kill", "--signal", signal, &self.name]),
+            Duration::from_secs(30),
+            &self.name,
+        );
+        assert!(
+            output.status.success(),
+            "docker kill --signal {signal} {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Runs `docker run --name <unique> ARGS…` to completion within `deadline` and returns what
+/// it left. The container is removed afterwards; on timeout it is killed and the test fails.
+pub fn run(args: &[&str], deadline: Duration) -> Finished {
+    let container = Container {
+        name: unique_name("run"),
+    };
+    let start = Instant::now();
+    let mut command = Command::new("docker");
+    command.args(["run", "--name", &container.name]).args(args);
+    let output = output_within(&mut command, deadline, &container.name);
+    Finished {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Runs `command` and collects its output, giving up after `deadline`: then the container
+/// `name` is killed (which ends any docker client attached to it) and the test fails.
+fn output_within(command: &mut Command, deadline: Duration, name: &str) -> Output {
+    let child: Child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run docker: {err}"));
+    let (sender, receiver) = mpsc::channel();
+    // A thread owns the child so its pipes are read while we watch the clock.
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(deadline) {
+        Ok(Ok(output)) => output,
+        Ok(Err(err)) => panic!("docker failed to run: {err}"),
+        Err(_) => {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", name])
+                .stdin(Stdio::null())
+                .output();
+            panic!("docker did not finish within {deadline:?} ({name}); the container was removed");
+        }
+    }
+}
+
+/// A host process (a test peer) killed when dropped.
+#[derive(Debug)]
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask`: the project's task runner (the `xtask` alias is in .cargo/config.toml).
+//!
+//! One place for what would otherwise be shell scripts: building the images, the one test
+//! command CI runs, the newcomer demo and the benchmarks. Rust instead of shell so it runs
+//! the same everywhere and fails with messages that say what to do.
+
+mod bench;
+mod demo;
+mod images;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tasks for the pitcrew workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the static musl binaries and the FROM-scratch images (pitcrew/<tool>:dev,
+    /// pitcrew/busybox:dev) and print their sizes.
+    Images,
+    /// The one test command: install what is missing, fmt, clippy, unit and integration
+    /// tests, images, and the end-to-end image tests. CI runs exactly this.
+    Test,
+    /// Show pitcrew/wait holding back an app container until a late dependency is ready.
+    Demo,
+    /// Benchmarks; writes BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        which: BenchTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// pitcrew-wait vs a busybox shell loop vs wait-for-it: size, memory, detection delay,
+    /// connection attempts per second.
+    Wait {
+        /// Detection-delay runs per tool.
+        #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(3..=100))]
+        runs: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Images => images::build_all().map(drop),
+        Task::Test => test::run(),
+        Task::Demo => demo::run(),
+        Task::Bench {
+            which: BenchTarget::Wait { runs },
+        } => bench::wait(runs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nxtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask test`: the project's one test command (`.ci/run` runs exactly this).
+//!
+//! Steps run in order and stop at the first failure, with a summary of what ran and how long
+//! each step took. On CI (`CI=true`) nothing may be skipped: a missing docker engine or test
+//! peer is a failure, because a skipped test there would read as a passed one.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::images;
+use crate::util::{self, Result};
+
+/// Debian packages the tests use as real peers, plus what builds and benchmarks the images.
+const PACKAGES: &[&str] = &[
+    "postgresql",
+    "mariadb-server",
+    "redis-server",
+    "nginx-light",
+    "dnsmasq-base",
+    "busybox-static",
+    "wait-for-it",
+    "hyperfine",
+    "musl-tools",
+    "ca-certificates",
+    "time",
+    "strace",
+];
+
+struct Steps {
+    done: Vec<(String, Duration, &'static str)>,
+}
+
+impl Steps {
+    fn step(&mut self, name: &str, action: impl FnOnce() -> Result<&'static str>) -> Result {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let result = action();
+        let elapsed = start.elapsed();
+        match result {
+            Ok(outcome) => {
+                self.done.push((name.to_owned(), elapsed, outcome));
+                Ok(())
+            }
+            Err(message) => {
+                self.done.push((name.to_owned(), elapsed, "FAILED"));
+                self.print();
+                Err(format!("step `{name}` failed: {message}"))
+            }
+        }
+    }
+
+    fn print(&self) {
+        println!("\nxtask test summary:");
+        for (name, elapsed, outcome) in &self.done {
+            println!("  {outcome:<8} {:>6.1}s  {name}", elapsed.as_secs_f64());
+        }
+    }
+}
+
+fn cargo() -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(util::root());
+    cargo
+}
+
+/// Runs every step; see the module docs.
+pub fn run() -> Result {
+    let ci = pitcrew_testkit::on_ci();
+    let start = Instant::now();
+    let mut steps = Steps { done: Vec::new() };
+    println!(
+        "xtask test: CI={} (on CI a missing peer or docker engine fails the run)",
+        if ci { "true" } else { "false" }
+    );
+
+    steps.step(
+        "install what is missing (musl target, rustfmt, clippy, Debian peers)",
+        || {
+            util::ensure_musl_target()?;
+            util::ensure_components(&["rustfmt", "clippy"])?;
+            util::ensure_packages(PACKAGES, ci)?;
+            Ok("ok")
+        },
+    )?;
+    steps.step("cargo fmt --check", || {
+        util::run(cargo().args(["fmt", "--all", "--", "--check"]))
+            .map_err(|err| format!("{err}; run `cargo fmt --all` and commit the result"))?;
+        Ok("ok")
+    })?;
+    steps.step("cargo clippy -D warnings", || {
+        util::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        Ok("ok")
+    })?;
+    // The image tests need the images, built below; they run in their own step.
+    steps.step("cargo test (unit and integration)", || {
+        util::run(cargo().args(["test", "--workspace", "--exclude", "pitcrew-e2e"]))?;
+        Ok("ok")
+    })?;
+
+    if util::docker_works() {
+        steps.step("build images", || images::build_all().map(|_| "ok"))?;
+        steps.step("end-to-end image tests (tests/)", || {
+            util::run(
+                cargo()
+                    .args(["test", "-p", "pitcrew-e2e", "--", "--test-threads=2"])
+                    .env("PITCREW_E2E", "1"),
+            )?;
+            Ok("ok")
+        })?;
+    } else {
+        let message = "the docker engine does not answer (`docker version` failed)";
+        if ci {
+            steps.step("docker engine", || Err(message.into()))?;
+        }
+        println!("\nSKIPPED: images and end-to-end image tests: {message}");
+        steps
+            .done
+            .push(("images and e2e tests".into(), Duration::ZERO, "SKIPPED"));
+    }
+    steps.print();
+    println!("xtask test: done in {:.0}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
