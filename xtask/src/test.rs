@@ -101,7 +101,15 @@ pub fn run() -> Result {
     })?;
     // The image tests need the images, built below; they run in their own step.
     steps.step("cargo test (unit and integration)", || {
-        util::run(cargo().args(["test", "--workspace", "--exclude", "pitcrew-e2e"]))?;
+        // --all-features: pitcrew-core's features are tested even when no tool enables them yet
+        // (the admin server is for the sidecars to come).
+        util::run(cargo().args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--exclude",
+            "pitcrew-e2e",
+        ]))?;
         Ok("ok")
     })?;
 

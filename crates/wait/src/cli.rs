@@ -39,7 +39,7 @@ In a pod spec (init container):
 // Flags are independent switches, not a state machine: bools are the honest type here.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Parser)]
-#[command(name = "pitcrew-wait", version, after_help = after_help(), max_term_width = 100)]
+#[command(name = "pitcrew-wait", bin_name = "pitcrew-wait", version, after_help = after_help(), max_term_width = 100)]
 pub struct Args {
     /// What to wait for (see the accepted forms above).
     #[arg(
