@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pitcrew_e2e::{Container, Finished, Process, WAIT_IMAGE, ready, run};
-use pitcrew_testkit::{free_port, require_binary, wait_for_port};
+use pitcrew_testkit::nginx::NginxPeer;
+use pitcrew_testkit::postgres::{self, PostgresPeer};
+use pitcrew_testkit::{free_port, require_binary};
 
 /// Generous: a busy 2-core machine can take seconds to start a container.
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
@@ -78,39 +80,30 @@ fn a_malformed_target_exits_64_naming_it() {
 }
 
 #[test]
-fn waits_for_a_redis_that_comes_up_late() {
+fn waits_for_a_postgres_that_comes_up_late_and_logs_in() {
     if !ready(WAIT_IMAGE) {
         return;
     }
-    let Some(redis) = require_binary("redis-server", &[]) else {
+    // initdb happens now; the server itself starts only later, on the port chosen here.
+    let Some(prepared) = PostgresPeer::prepare() else {
         return;
     };
-    let port = free_port();
-    let target = format!("tcp://127.0.0.1:{port}");
-    let waiting = Container::start("late", &wait_args(&[&target, "--timeout", "2m"]));
+    let target = prepared.url(postgres::USER, Some(postgres::PASSWORD), postgres::DATABASE);
+    let waiting = Container::start("late", &wait_args(&[&target, "--db-login", "--timeout", "2m"]));
     // The dependency comes up only once the waiter has really been refused (no fixed sleep
     // that a slow container start could outlast), and a while after that.
     waiting.wait_for_log("connection refused", RUN_DEADLINE);
     std::thread::sleep(Duration::from_secs(2));
-    let dir = tempfile::tempdir().unwrap();
-    let _redis = Process(
-        Command::new(redis)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server"),
-    );
-    wait_for_port(
-        ([127, 0, 0, 1], port).into(),
-        Duration::from_secs(30),
-        "redis-server",
-    );
+    let _postgres = prepared.start();
     let code = waiting.wait_exit(RUN_DEADLINE);
     let logs = waiting.logs();
     assert_eq!(code, 0, "{logs}");
-    assert!(logs.contains(&format!("{target} is ready after")), "{logs}");
+    let shown = target.replace(postgres::PASSWORD, "***");
+    assert!(logs.contains(&format!("{shown} is ready after")), "{logs}");
+    assert!(
+        !logs.contains(postgres::PASSWORD),
+        "the password leaked into the logs: {logs}"
+    );
 }
 
 #[test]
@@ -348,4 +341,55 @@ fn set_mode(path: &Path, mode: u32) {
     if let Some(parent) = path.parent() {
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+}
+
+#[test]
+fn https_works_from_the_static_binary_with_a_mounted_private_ca() {
+    if !ready(WAIT_IMAGE) {
+        return;
+    }
+    let Some(nginx) = NginxPeer::start() else {
+        return;
+    };
+    let target = nginx.https_url("/healthz");
+    let mount = format!("{}:/etc/private-ca.pem:ro", nginx.ca_pem_path().display());
+    let trusted = run(
+        &[
+            "-v",
+            &mount,
+            "--network",
+            "host",
+            "--read-only",
+            WAIT_IMAGE,
+            &target,
+            "--ca-file",
+            "/etc/private-ca.pem",
+            "--timeout",
+            "1m",
+        ],
+        RUN_DEADLINE,
+    );
+    assert_eq!(trusted.code, 0, "{}", describe(&trusted));
+    assert!(
+        trusted.stderr.contains("is ready after"),
+        "{}",
+        describe(&trusted)
+    );
+
+    // Without --ca-file only the image's public roots are trusted, and they must not
+    // vouch for a private test CA.
+    let untrusted = run(&wait_args(&[&target, "--timeout", "3s"]), RUN_DEADLINE);
+    assert_eq!(untrusted.code, 124, "{}", describe(&untrusted));
+    assert!(
+        untrusted
+            .stderr
+            .contains("TLS error: invalid peer certificate: UnknownIssuer"),
+        "{}",
+        describe(&untrusted)
+    );
+    assert!(
+        !untrusted.stderr.contains("trusted only through --ca-file"),
+        "the image's CA bundle should load without a warning: {}",
+        describe(&untrusted)
+    );
 }

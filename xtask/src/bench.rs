@@ -424,8 +424,8 @@ pub fn wait(runs: u32) -> Result {
     let _ = writeln!(
         notes,
         "- (d) connects in the window: pitcrew-wait {}, busybox loop {}, wait-for-it {}. pitcrew-wait's \
-         backoff leaves its 100 ms warm-up at 10 s and doubles (200, 400, 800 ms) up to 1 s + jitter, so \
-         the start of the window holds that ramp. Steady rate from {STEADY_FROM} s on (mean gap between \
+         backoff retries every 100 ms during its 10 s warm-up, then every 1 s (--interval) plus up to 20 % \
+         jitter. Steady rate from {STEADY_FROM} s on (mean gap between \
          connects, not a goal): pitcrew-wait {}/s, busybox loop {}/s, wait-for-it {}/s.",
         attempts[0].in_window,
         attempts[1].in_window,
@@ -461,7 +461,7 @@ fn write_report(table: &str, notes: &str, runs: u32) -> Result {
          What pod specs do today: a busybox shell loop (`until nc 127.0.0.1 PORT </dev/null; do sleep 1; done`, \
          Debian busybox-static 1.35) or `wait-for-it -q -t 0 127.0.0.1:PORT` (Debian's, bash). \
          pitcrew-wait is the release musl binary (`tcp://127.0.0.1:PORT`, default backoff: 100 ms retries for \
-         the first 10 s, then growing to `--interval 1s`). All dependencies are listeners bound on 127.0.0.1 \
+         the first 10 s, then every `--interval 1s`). All dependencies are listeners bound on 127.0.0.1 \
          by the benchmark itself; all figures come from one run.\n\n\
          {table}\n\
          How each figure was taken:\n\n{notes}\n\
