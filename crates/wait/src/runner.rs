@@ -119,15 +119,17 @@ pub async fn run(config: &Config, mut shutdown: Shutdown) -> Result<Vec<Readines
         }
     }
     let what = if config.invert { "gone" } else { "ready" };
+    // With one target its own "is ready after" line already said it all.
     match config.mode {
-        Mode::Any if config.targets.len() > 1 => tracing::info!(
+        _ if config.targets.len() == 1 => {}
+        Mode::Any => tracing::info!(
             elapsed_ms = millis(start.elapsed()),
             "{} is {what}; not waiting for the other targets (--any)",
             ready[0].target
         ),
-        _ => tracing::info!(
+        Mode::All => tracing::info!(
             elapsed_ms = millis(start.elapsed()),
-            "all {} target(s) {what} after {}",
+            "all {} targets {what} after {}",
             config.targets.len(),
             human(start.elapsed())
         ),
