@@ -62,6 +62,20 @@ fn a_malformed_target_exits_64_before_waiting_and_says_why() {
 }
 
 #[test]
+fn a_flag_that_does_not_parse_still_reaches_the_termination_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let output = wait_cmd(&["--timeout", "ten", "tcp://a:1"])
+        .env("PITCREW_TERMINATION_LOG", &log)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let reason = std::fs::read_to_string(&log).unwrap();
+    assert!(reason.contains("invalid duration \"ten\""), "{reason}");
+    assert!(!reason.contains('\n'), "one line: {reason:?}");
+}
+
+#[test]
 fn unknown_flags_and_bad_durations_are_usage_errors() {
     for args in [
         &["--bogus", "tcp://a:1"][..],
