@@ -29,7 +29,7 @@ pub async fn check(name: &str, record: RecordType) -> Result<(), NotReady> {
     // Port 0: only the name matters; getaddrinfo needs some service.
     let addresses: Vec<IpAddr> = tokio::net::lookup_host((name, 0))
         .await
-        .map_err(|err| NotReady(format!("does not resolve: {}", describe_io(&err))))?
+        .map_err(|err| NotReady(format!("DNS lookup failed: {}", describe_io(&err))))?
         .map(|address| address.ip())
         .collect();
     let wanted = |ip: &IpAddr| match record {

@@ -132,9 +132,14 @@ pub fn describe_io(err: &io::Error) -> String {
     text.to_owned()
 }
 
-/// `"failed to lookup address information: Name or service not known"` keeps its words but
-/// loses the `(os error N)` noise.
+/// Keeps the words of an error but not its noise: the `(os error N)` suffix, and the
+/// `failed to lookup address information:` prefix of resolver errors, so a DNS failure reads
+/// as the resolver put it ("Name does not resolve" from musl, "Name or service not known"
+/// from glibc).
 fn strip_os_error_suffix(text: &str) -> String {
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(text);
     match text.rfind(" (os error") {
         Some(index) => text[..index].to_owned(),
         None => text.to_owned(),
@@ -174,5 +179,7 @@ mod tests {
         assert_eq!(describe_io(&refused), "connection refused");
         let other = io::Error::other("Name does not resolve (os error 11)");
         assert_eq!(describe_io(&other), "Name does not resolve");
+        let resolver = io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(describe_io(&resolver), "Name or service not known");
     }
 }
