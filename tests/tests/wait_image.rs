@@ -230,9 +230,16 @@ fn any_returns_as_soon_as_one_target_is_ready() {
     assert!(finished.stderr.contains("--any"), "{}", describe(&finished));
 }
 
-/// A dnsmasq on 127.0.0.77:53 that knows db.pitcrew.test and answers NXDOMAIN for every other
+/// A loopback address of this test process's own for dnsmasq (resolv.conf can only name port
+/// 53, so two test runs at once need two addresses): 127.77.x.y from the pid.
+fn dns_address() -> String {
+    let pid = std::process::id();
+    format!("127.77.{}.{}", (pid >> 8) % 250 + 1, pid % 250 + 1)
+}
+
+/// A dnsmasq on `address`:53 that knows db.pitcrew.test and answers NXDOMAIN for every other
 /// name under pitcrew.test; it has no upstream, so nothing leaves the machine.
-fn dnsmasq(dir: &Path) -> Option<Process> {
+fn dnsmasq(dir: &Path, address: &str) -> Option<Process> {
     let binary = require_binary("dnsmasq", &["/usr/sbin/dnsmasq"])?;
     if !pitcrew_e2e::is_root() {
         // Port 53 (the only port resolv.conf can name) needs root.
@@ -250,7 +257,6 @@ fn dnsmasq(dir: &Path) -> Option<Process> {
                 "--no-daemon",
                 "--no-resolv",
                 "--no-hosts",
-                "--listen-address=127.0.0.77",
                 "--port=53",
                 "--bind-interfaces",
                 "--address=/db.pitcrew.test/127.0.0.1",
@@ -261,6 +267,7 @@ fn dnsmasq(dir: &Path) -> Option<Process> {
                 "--log-queries",
                 "--log-facility=-",
             ])
+            .arg(format!("--listen-address={address}"))
             .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -274,7 +281,7 @@ fn dnsmasq(dir: &Path) -> Option<Process> {
             return Some(process);
         }
         if let Ok(Some(status)) = process.0.try_wait() {
-            panic!("dnsmasq exited ({status}); is port 53 on 127.0.0.77 taken? Its log:\n{text}");
+            panic!("dnsmasq exited ({status}); is port 53 on {address} taken? Its log:\n{text}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
@@ -290,7 +297,8 @@ fn dns_names_resolve_through_the_containers_resolv_conf_and_search_domain() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(_dnsmasq) = dnsmasq(dir.path()) else {
+    let address = dns_address();
+    let Some(_dnsmasq) = dnsmasq(dir.path(), &address) else {
         return;
     };
     // As Kubernetes writes it for a pod: our nameserver and a search domain, so `db` means
@@ -298,7 +306,7 @@ fn dns_names_resolve_through_the_containers_resolv_conf_and_search_domain() {
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(
         &resolv,
-        "nameserver 127.0.0.77\nsearch pitcrew.test\noptions ndots:1\n",
+        format!("nameserver {address}\nsearch pitcrew.test\noptions ndots:1\n"),
     )
     .unwrap();
     set_mode(&resolv, 0o644);
