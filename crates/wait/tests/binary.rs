@@ -223,3 +223,34 @@ fn sigterm_and_sigint_stop_the_wait_with_their_exit_codes() {
     let (code, _) = exit_code_after_signal("INT");
     assert_eq!(code, Some(130));
 }
+
+/// The HTTP flags travel from the command line to the request: a header the endpoint
+/// insists on, a body pattern and an unusual expected status, against a real nginx.
+#[test]
+fn http_flags_reach_the_request_against_a_real_nginx() {
+    let Some(nginx) = pitcrew_testkit::nginx::NginxPeer::start() else {
+        return;
+    };
+    let header_only = nginx.http_url("/echo-header");
+    let output = run(&["--timeout", "1m", "--http-header", "X-Probe: yes", &header_only]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let output = run(&["--timeout", "1s", &header_only]);
+    assert_eq!(output.status.code(), Some(124));
+    assert!(stderr(&output).contains("HTTP 403"), "{}", stderr(&output));
+
+    let ready = nginx.http_url("/ready");
+    let output = run(&["--timeout", "1m", "--http-body", r#""status":"ready""#, &ready]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = run(&["--timeout", "1s", "--http-body", "UP", &ready]);
+    assert_eq!(output.status.code(), Some(124));
+    assert!(
+        stderr(&output).contains("body does not match /UP/"),
+        "{}",
+        stderr(&output)
+    );
+
+    let unavailable = nginx.http_url("/unavailable");
+    let output = run(&["--timeout", "1m", "--http-status", "500-503", &unavailable]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
