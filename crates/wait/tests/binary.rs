@@ -254,3 +254,21 @@ fn http_flags_reach_the_request_against_a_real_nginx() {
     let output = run(&["--timeout", "1m", "--http-status", "500-503", &unavailable]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// A proxy in the environment is used like curl uses it, and said so up front with its
+/// password hidden: otherwise a dead proxy reads as a dead target.
+#[test]
+fn a_proxy_from_the_environment_is_announced_without_its_password() {
+    let target = format!("http://127.0.0.1:{}/", pitcrew_testkit::free_port());
+    let proxy = format!("http://ops:hunter2@127.0.0.1:{}", pitcrew_testkit::free_port());
+    let output = wait_cmd(&["--timeout", "300ms", &target])
+        .env("HTTP_PROXY", &proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(124));
+    let text = stderr(&output);
+    assert!(text.contains("HTTP_PROXY=http://ops:***@127.0.0.1:"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}

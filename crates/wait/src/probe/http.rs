@@ -192,6 +192,7 @@ impl HttpProbe {
             builder.with_root_certificates(roots).with_no_client_auth()
         };
 
+        log_proxies();
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(redirect::Policy::none())
@@ -393,6 +394,34 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// Says once, at start-up, which proxy the HTTP targets will go through. reqwest honours
+/// `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` as curl does, and a proxy that is
+/// down otherwise shows only as "connection refused" for a target that may well be up.
+fn log_proxies() {
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        let Ok(value) = std::env::var(name) else { continue };
+        if value.is_empty() {
+            continue;
+        }
+        let shown = match Url::parse(&value) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => value,
+        };
+        tracing::info!("{name}={shown}: http(s) targets go through this proxy unless NO_PROXY lists them");
     }
 }
 
