@@ -31,6 +31,13 @@ impl NotReady {
     }
 }
 
+/// An I/O error on a probe's connection is a reason in itself ("connection reset by peer").
+impl From<io::Error> for NotReady {
+    fn from(err: io::Error) -> Self {
+        NotReady(describe_io(&err))
+    }
+}
+
 impl fmt::Display for NotReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::printable;
-use super::{NotReady, connect, describe_io};
+use super::{NotReady, connect};
 use crate::target::DatabaseTarget;
 
 /// Handshake, auth and OK packets are small; refuse to allocate what a confused peer claims.
@@ -288,18 +288,13 @@ impl Connection {
         packet.push(self.sequence);
         packet.extend_from_slice(payload);
         self.sequence = self.sequence.wrapping_add(1);
-        self.stream
-            .write_all(&packet)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))
+        self.stream.write_all(&packet).await?;
+        Ok(())
     }
 
     async fn receive(&mut self) -> Result<Vec<u8>, NotReady> {
         let mut header = [0u8; 4];
-        self.stream
-            .read_exact(&mut header)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))?;
+        self.stream.read_exact(&mut header).await?;
         let length = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
         if length > MAX_PACKET {
             return Err(NotReady(format!(
@@ -308,10 +303,7 @@ impl Connection {
         }
         self.sequence = header[3].wrapping_add(1);
         let mut payload = vec![0u8; length];
-        self.stream
-            .read_exact(&mut payload)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))?;
+        self.stream.read_exact(&mut payload).await?;
         Ok(payload)
     }
 }

@@ -21,7 +21,7 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{NotReady, connect, describe_io, printable};
+use super::{NotReady, connect, printable};
 use crate::target::DatabaseTarget;
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
@@ -218,24 +218,16 @@ struct Connection {
 
 impl Connection {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), NotReady> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))
+        self.stream.write_all(bytes).await?;
+        Ok(())
     }
 
     async fn receive(&mut self) -> Result<Message, NotReady> {
         let mut header = [0u8; 5];
-        self.stream
-            .read_exact(&mut header)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))?;
+        self.stream.read_exact(&mut header).await?;
         let length = body_length(header)?;
         let mut body = vec![0u8; length];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))?;
+        self.stream.read_exact(&mut body).await?;
         Ok(Message { tag: header[0], body })
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::printable;
-use super::{NotReady, connect, describe_io};
+use super::{NotReady, connect};
 use crate::target::RedisTarget;
 
 /// Longest reply line we read. PING and AUTH replies are a few dozen bytes; the bound keeps a
@@ -89,10 +89,8 @@ struct Connection {
 
 impl Connection {
     async fn send(&mut self, bytes: &[u8]) -> Result<(), NotReady> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|err| NotReady(describe_io(&err)))
+        self.stream.write_all(bytes).await?;
+        Ok(())
     }
 
     /// One CRLF-terminated line, at most [`MAX_LINE`] bytes.
@@ -110,11 +108,7 @@ impl Connection {
             }
             let mut chunk = [0u8; 512];
             let room = (MAX_LINE - self.buffer.len()).min(chunk.len());
-            let read = self
-                .stream
-                .read(&mut chunk[..room])
-                .await
-                .map_err(|err| NotReady(describe_io(&err)))?;
+            let read = self.stream.read(&mut chunk[..room]).await?;
             if read == 0 {
                 return Err(NotReady::new("connection closed by peer"));
             }
