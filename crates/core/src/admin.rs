@@ -8,8 +8,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,6 +21,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -71,18 +74,57 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let listener = &listener;
+    accept_loop(move || listener.accept(), state, shutdown).await;
+    Ok(())
+}
+
+/// The first pause after a failed accept; it doubles with every failure in a row.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause between two accepts after failures.
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `shutdown`, serving each on its own task.
+///
+/// Accept errors are transient (EMFILE/ENFILE when out of file descriptors, ENOBUFS) but do
+/// not clear at once: retrying at once made the loop spin a core while the condition lasted.
+/// So a failure pauses the loop, for longer with every failure in a row, and is logged once
+/// per streak rather than thousands of times a second.
+async fn accept_loop<A, F, S>(mut accept: A, state: AdminState, shutdown: impl Future<Output = ()>)
+where
+    A: FnMut() -> F,
+    F: Future<Output = std::io::Result<(S, SocketAddr)>>,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::pin!(shutdown);
+    let mut pause = None::<Duration>;
     loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // Accept errors (EMFILE and the like) are transient; keep serving.
-                    tracing::warn!(error = %err, "admin server: accept failed");
-                    continue;
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                if pause.take().is_some() {
+                    tracing::info!("admin server: accepting connections again");
                 }
-            },
+                pair
+            }
+            Err(err) => {
+                let next = pause.map_or(FIRST_ACCEPT_PAUSE, |pause| (pause * 2).min(MAX_ACCEPT_PAUSE));
+                if pause.is_none() {
+                    tracing::warn!(
+                        error = %err,
+                        "admin server: accept failed: {err}; pausing up to {}s between retries until it works",
+                        MAX_ACCEPT_PAUSE.as_secs()
+                    );
+                }
+                pause = Some(next);
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(next) => continue,
+                }
+            }
         };
         let state = state.clone();
         tokio::spawn(async move {
@@ -151,6 +193,34 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response
+    }
+
+    /// Regression: the accept loop retried at once after an error, spinning a core for as long
+    /// as the process was out of file descriptors. Here every accept fails with EMFILE for 10
+    /// (virtual) seconds: with pauses that is a few dozen tries, not millions.
+    #[tokio::test(start_paused = true)]
+    async fn failing_accepts_pause_instead_of_spinning() {
+        use std::sync::atomic::AtomicU32;
+        let tries = Arc::new(AtomicU32::new(0));
+        let counted = Arc::clone(&tries);
+        let accept = move || {
+            let tries = counted.fetch_add(1, Ordering::Relaxed) + 1;
+            // Without pauses virtual time never advances and this would spin forever.
+            assert!(tries < 10_000, "the accept loop spins");
+            std::future::ready(Err::<(tokio::net::TcpStream, SocketAddr), _>(
+                std::io::Error::from_raw_os_error(24), // EMFILE
+            ))
+        };
+        let started = tokio::time::Instant::now();
+        accept_loop(
+            accept,
+            AdminState::default(),
+            tokio::time::sleep(Duration::from_secs(10)),
+        )
+        .await;
+        assert!(started.elapsed() >= Duration::from_secs(10));
+        let tries = tries.load(Ordering::Relaxed);
+        assert!((5..=30).contains(&tries), "{tries} accepts in 10s");
     }
 
     #[tokio::test]

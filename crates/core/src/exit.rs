@@ -24,7 +24,8 @@ const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 pub enum ExitCode {
     /// Success: the tool did what it was asked (for `wait`: every target is ready).
     Ok = 0,
-    /// A failure that fits no other row (an unexpected runtime error).
+    /// The work itself failed (for `wait`: a Kubernetes Job waited for failed), or a runtime
+    /// failure that fits no other row (the async runtime or signal handlers could not start).
     Failure = 1,
     /// Bad command line or arguments (`EX_USAGE`).
     Usage = 64,
@@ -52,7 +53,10 @@ impl ExitCode {
     /// Every code with a one-line meaning, for `--help` texts and the README.
     pub const TABLE: &[(ExitCode, &str)] = &[
         (ExitCode::Ok, "success (wait: every target is ready)"),
-        (ExitCode::Failure, "unexpected runtime error"),
+        (
+            ExitCode::Failure,
+            "failure: what was waited for failed (a Job), or the runtime could not start",
+        ),
         (
             ExitCode::Usage,
             "bad command line: unknown flag, malformed target or value",
@@ -121,7 +125,13 @@ pub fn write_termination_log(path: &Path, message: &str) -> bool {
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    let writable_place = path.exists() || path.parent().is_some_and(Path::is_dir);
+    // A relative path such as `termination-log` has the empty path as its parent, which is
+    // no directory: its directory is the current one.
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let writable_place = path.exists() || directory.is_dir();
     if !writable_place {
         return false;
     }
@@ -171,6 +181,18 @@ mod tests {
         let path = dir.path().join("missing-dir").join("termination-log");
         assert!(!write_termination_log(&path, "failed"));
         assert!(!path.exists());
+    }
+
+    /// Regression: a relative `--termination-log` was never written, because the parent of
+    /// `termination-log` is the empty path, which is not a directory.
+    #[test]
+    fn a_relative_termination_log_is_written_in_the_current_directory() {
+        // Tests share the process's current directory (the crate's folder under cargo test),
+        // so the file gets a name nothing else uses and is removed at once.
+        let bare = Path::new("pitcrew-relative-termination-log-test");
+        assert!(write_termination_log(bare, "relative"));
+        assert_eq!(std::fs::read_to_string(bare).unwrap(), "relative");
+        std::fs::remove_file(bare).unwrap();
     }
 
     #[test]

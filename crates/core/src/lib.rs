@@ -1,24 +1,30 @@
 //! `pitcrew-core`: the pieces every pitcrew tool shares.
 //!
-//! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log)
-//! and [`duration`] (human durations such as `500ms`, `30s`, `5m`). Behind cargo features, so a
-//! small tool links only what it uses:
+//! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log),
+//! [`duration`] (human durations such as `500ms`, `30s`, `5m`, capped) and [`redact`] (hiding
+//! passwords in URL-like text). Behind cargo features, so a small tool links only what it uses:
 //!
 //! | feature    | module       | what it gives                                          |
 //! |------------|--------------|--------------------------------------------------------|
-//! | `shutdown` | [`shutdown`] | a future that completes on SIGTERM or SIGINT (PID 1 safe) |
+//! | `cli`      | [`cli`]      | clap parsing with Kubernetes-friendly env twins, usage errors to the termination log |
+//! | `shutdown` | [`shutdown`], [`runtime`] | a future that completes on SIGTERM or SIGINT (PID 1 safe); the runtime `main` runs in |
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
 //! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
 
 pub mod duration;
 pub mod exit;
+pub mod redact;
 
 #[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(feature = "backoff")]
 pub mod backoff;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "shutdown")]
+pub mod runtime;
 #[cfg(feature = "shutdown")]
 pub mod shutdown;

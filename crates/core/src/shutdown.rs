@@ -4,7 +4,12 @@
 //! installs handlers, SIGTERM is ignored and the kubelet SIGKILLs it after the grace period.
 //! [`listen`] installs handlers for both signals (through signal-hook) and hands out
 //! [`Shutdown`] values, cheap to clone, whose [`Shutdown::recv`] completes once either signal
-//! arrives. Tests use [`Shutdown::manual`] instead of real signals.
+//! arrives. A *second* signal ends the process at once with 128 + its number: the first one
+//! asked the tool to stop cleanly, and whoever sends another (a person pressing Ctrl-C twice,
+//! a kubelet near the end of the grace period) wants it gone now rather than after whatever the
+//! tool is still waiting for. Outputs are written atomically (temp file, then rename), so
+//! stopping half-way leaves at worst a stray temp file, never a half-written one. Tests use
+//! [`Shutdown::manual`] instead of real signals.
 
 use std::io;
 
@@ -71,11 +76,17 @@ pub fn listen() -> io::Result<Shutdown> {
         if let Some(signal) = signals.next().await {
             trigger.trigger(signal);
         }
-        // A second signal while shutting down is deliberately absorbed: the tool is already
-        // stopping, and exiting half-way could leave a half-written file.
-        while signals.next().await.is_some() {}
+        if let Some(signal) = signals.next().await {
+            tracing::warn!("{} again while stopping: exiting at once", signal_name(signal));
+            std::process::exit(128 + signal);
+        }
     });
     Ok(shutdown)
+}
+
+/// `SIGTERM` or `SIGINT`, for log lines.
+pub fn signal_name(signal: i32) -> &'static str {
+    if signal == SIGINT { "SIGINT" } else { "SIGTERM" }
 }
 
 #[cfg(test)]
@@ -91,6 +102,77 @@ mod tests {
         trigger.trigger(SIGINT);
         assert_eq!(first.recv().await, SIGINT);
         assert_eq!(second.recv().await, SIGINT);
+    }
+
+    /// Regression: a second signal did nothing, so a tool stuck in its clean-up ate the whole
+    /// grace period. The child is this test binary run again (see `signal_child`), which
+    /// ignores the first SIGTERM; the second must end it with 143 at once.
+    #[test]
+    fn a_second_signal_exits_at_once() {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "shutdown::tests::signal_child",
+                "--nocapture",
+                "--ignored",
+            ])
+            .env("PITCREW_CORE_SIGNAL_CHILD", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let kill = |pid: u32| {
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        };
+        let mut expect = |wanted: &str| loop {
+            let line = lines.next().expect("the child ended early").unwrap();
+            if line.contains(wanted) {
+                break;
+            }
+        };
+        expect("child: listening");
+        kill(child.id());
+        expect("child: first signal seen, ignoring it");
+        let sent = Instant::now();
+        kill(child.id());
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(143), "{status}");
+                break;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(60),
+                "the second SIGTERM did not end the process"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run only as `a_second_signal_exits_at_once`'s child: handles the first SIGTERM by
+    /// carrying on (as a tool busy stopping would) and waits for the second.
+    #[tokio::test]
+    #[ignore = "a helper process for a_second_signal_exits_at_once, not a test of its own"]
+    async fn signal_child() {
+        if std::env::var_os("PITCREW_CORE_SIGNAL_CHILD").is_none() {
+            return;
+        }
+        let mut shutdown = listen().unwrap();
+        println!("child: listening");
+        shutdown.recv().await;
+        println!("child: first signal seen, ignoring it");
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        println!("child: still alive after 120s");
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod probe;
 pub mod runner;
 pub mod target;
+pub mod tls;
 
 pub use error::WaitError;
 pub use runner::{Config, Mode, Readiness, run};

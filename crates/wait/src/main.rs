@@ -1,58 +1,61 @@
 //! The `pitcrew-wait` binary: flags in, exit code out; the logic lives in the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode as ProcessExitCode;
 
-use clap::Parser as _;
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
+use pitcrew_core::exit::{ExitCode, write_termination_log};
 use pitcrew_wait::WaitError;
 use pitcrew_wait::cli::Args;
+use pitcrew_wait::probe::Prober;
 
 fn main() -> ProcessExitCode {
-    let args = match Args::try_parse() {
+    let args = match pitcrew_core::cli::parse_or_exit::<Args>() {
         Ok(args) => args,
-        // --help and --version are not errors.
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            return ExitCode::Ok.into();
-        }
-        Err(err) => {
-            let _ = err.print();
-            // The flags did not parse, so neither did --termination-log: use its env twin or
-            // the default, so `kubectl describe pod` still shows why the container failed.
-            let path = std::env::var_os("PITCREW_TERMINATION_LOG")
-                .map_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG), PathBuf::from);
-            let reason = err.to_string();
-            write_termination_log(&path, reason.lines().next().unwrap_or_default());
-            // 64, not clap's 2, so the shared exit-code table holds.
-            return ExitCode::Usage.into();
-        }
+        Err(code) => return code.into(),
     };
     if let Err(message) = pitcrew_core::logging::init(&args.log) {
         eprintln!("pitcrew-wait: {message}");
         write_termination_log(&args.termination_log, &message);
         return ExitCode::Usage.into();
     }
-    match wait(&args) {
-        Ok(()) if args.command.is_empty() => ExitCode::Ok.into(),
+    let result = if args.dry_run { dry_run(&args) } else { wait(&args) };
+    match result {
+        Ok(()) if args.command.is_empty() || args.dry_run => ExitCode::Ok.into(),
         // Only returns if the command could not be started.
         Ok(()) => fail(&args, &pitcrew_wait::exec::exec(&args.command)),
         Err(err) => fail(&args, &err),
     }
 }
 
+/// Waits on a runtime that ends without waiting for lookups still hanging, so that exit and
+/// exec happen as soon as the wait is over (see `pitcrew_core::runtime`).
 fn wait(args: &Args) -> Result<(), WaitError> {
     let config = args.config()?;
-    // One thread is plenty for a handful of probes and keeps memory small.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| WaitError::Usage(format!("cannot start the async runtime: {err}")))?;
-    runtime.block_on(async {
-        let shutdown = pitcrew_core::shutdown::listen()
-            .map_err(|err| WaitError::Usage(format!("cannot install signal handlers: {err}")))?;
-        pitcrew_wait::run(&config, shutdown).await.map(drop)
-    })
+    pitcrew_core::runtime::block_on(
+        |shutdown| async move { pitcrew_wait::run(&config, shutdown).await.map(drop) },
+    )
+    .map_err(|err| WaitError::Runtime(err.to_string()))?
+}
+
+/// `--dry-run`: everything that can be checked without contacting a target (flags, targets,
+/// the files they name), then what would be waited for, on stdout.
+fn dry_run(args: &Args) -> Result<(), WaitError> {
+    let config = args.config()?;
+    Prober::new(config.probe.clone(), &config.targets)?;
+    let mode = if config.targets.len() == 1 {
+        ""
+    } else if config.mode == pitcrew_wait::Mode::Any {
+        "any of "
+    } else {
+        "all of "
+    };
+    println!("would wait for {mode}these targets:");
+    for target in &config.targets {
+        println!("  {target}");
+    }
+    if !args.command.is_empty() {
+        println!("then exec: {}", args.command.join(" "));
+    }
+    Ok(())
 }
 
 fn fail(args: &Args, err: &WaitError) -> ProcessExitCode {

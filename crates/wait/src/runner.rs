@@ -1,5 +1,11 @@
 //! The waiting itself: every target probed in parallel, each on its own backoff, until all
-//! (or any) are ready, the overall timeout passes, or a signal asks us to stop.
+//! (or any) are ready, the overall timeout passes, a target fails for good, or a signal asks us
+//! to stop.
+//!
+//! Each attempt has a deadline: `--attempt-timeout` from its start, but never later than the
+//! overall `--timeout`. The probes pass it down to every step (resolve, connect, handshake,
+//! body), so an attempt cut short still says what it was waiting for, and the timeout summary
+//! carries that reason instead of "no attempt finished".
 
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,7 +19,7 @@ use pitcrew_core::shutdown::Shutdown;
 use tokio::time::Instant;
 
 use crate::error::WaitError;
-use crate::probe::{NotReady, ProbeSettings, Prober};
+use crate::probe::{Kind, NotReady, ProbeSettings, Prober};
 use crate::target::Target;
 
 /// The first retry comes this soon: a dependency that is almost up costs almost nothing.
@@ -44,6 +50,10 @@ pub struct Config {
     pub attempt_timeout: Duration,
     /// Wait until targets stop answering instead.
     pub invert: bool,
+    /// With `invert`, a name that no longer resolves also counts as gone.
+    pub invert_dns: bool,
+    /// Successful attempts in a row a target needs before it counts as ready (at least 1).
+    pub successes: u32,
     /// Log only state changes, not every failed attempt.
     pub quiet: bool,
     /// Options for the individual probes.
@@ -75,44 +85,57 @@ pub async fn run(config: &Config, mut shutdown: Shutdown) -> Result<Vec<Readines
     if config.targets.is_empty() {
         return Err(WaitError::Usage("no target given; name at least one".into()));
     }
-    let prober = Prober::new(config.probe.clone(), &config.targets).map_err(WaitError::Usage)?;
+    let prober = Prober::new(config.probe.clone(), &config.targets)?;
     let progress: Vec<Mutex<Progress>> = config.targets.iter().map(|_| Mutex::default()).collect();
     let start = Instant::now();
+    // `None` waits forever; durations are capped at a year, so this cannot overflow.
+    let deadline = config.timeout.and_then(|timeout| start.checked_add(timeout));
     log_start(config);
 
     let mut pending: FuturesUnordered<_> = config
         .targets
         .iter()
         .zip(&progress)
-        .map(|(target, progress)| wait_for(target, progress, &prober, config, start))
+        .map(|(target, progress)| wait_for(target, progress, &prober, config, start, deadline))
         .collect();
-    let deadline = async {
-        match config.timeout {
-            Some(timeout) => tokio::time::sleep_until(start + timeout).await,
+    let overall = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(deadline);
+    tokio::pin!(overall);
 
     let mut ready = Vec::new();
     loop {
+        // Biased, targets first: an attempt cut at the overall deadline fires at the same
+        // instant as the deadline itself, and must record its reason before the summary.
         tokio::select! {
+            biased;
             next = pending.next() => match next {
-                Some(readiness) => {
+                Some(Ok(readiness)) => {
                     ready.push(readiness);
                     if config.mode == Mode::Any || pending.is_empty() {
                         break;
                     }
                 }
+                Some(Err(failure)) => {
+                    let summary = format!(
+                        "{} cannot become {}: {failure}",
+                        failure.target,
+                        if config.invert { "gone" } else { "ready" },
+                    );
+                    return Err(WaitError::TargetFailed { summary });
+                }
                 None => break,
             },
-            () = &mut deadline => {
+            () = &mut overall => {
                 let timeout = config.timeout.unwrap_or_default();
                 let summary = summary(&format!("timed out after {}", human(timeout)), config, &progress);
                 return Err(WaitError::TimedOut { summary });
             }
             signal = shutdown.recv() => {
-                let name = if signal == 2 { "SIGINT" } else { "SIGTERM" };
+                let name = pitcrew_core::shutdown::signal_name(signal);
                 let summary = summary(&format!("stopped by {name} after {}", human(start.elapsed())), config, &progress);
                 return Err(WaitError::Stopped { signal, summary });
             }
@@ -137,53 +160,144 @@ pub async fn run(config: &Config, mut shutdown: Shutdown) -> Result<Vec<Readines
     Ok(ready)
 }
 
-/// Probes one target until it is ready (or, inverted, gone). Never returns otherwise: the
-/// caller's deadline and shutdown end the wait.
+/// A target that can never become ready (or gone): the wait ends at once.
+#[derive(Debug)]
+struct Failure {
+    target: String,
+    reason: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// What one attempt means for the wait, given `--invert`.
+enum Verdict {
+    /// Counts towards ready (or gone).
+    Success,
+    /// Not yet; the reason is logged and kept for the summary.
+    NotYet(String),
+    /// Never: ends the wait.
+    Never(String),
+}
+
+fn verdict(outcome: Result<(), NotReady>, config: &Config) -> Verdict {
+    match (outcome, config.invert) {
+        (Ok(()), false) => Verdict::Success,
+        (Err(failure), _) if failure.kind == Kind::Fatal => Verdict::Never(failure.reason),
+        (Err(failure), false) => Verdict::NotYet(failure.reason),
+        (Ok(()), true) => Verdict::NotYet("still answering".to_owned()),
+        (Err(failure), true) => match failure.kind {
+            // Only "nothing takes the connection" proves it gone: a TLS error, an HTTP error
+            // or a hung resolver says nothing of the kind.
+            Kind::Unreachable => Verdict::Success,
+            Kind::Unresolved if config.invert_dns => Verdict::Success,
+            Kind::Unresolved => Verdict::NotYet(format!(
+                "{} (a name that does not resolve counts as gone only with --invert-dns)",
+                failure.reason
+            )),
+            Kind::Present => Verdict::NotYet(format!("still answering: {}", failure.reason)),
+            Kind::Unknown | Kind::Fatal => Verdict::NotYet(failure.reason),
+        },
+    }
+}
+
+/// Probes one target until it is ready (or, inverted, gone) `config.successes` times in a row,
+/// or fails for good. Never returns otherwise: the caller's deadline and shutdown end the wait.
 async fn wait_for(
     target: &Target,
     progress: &Mutex<Progress>,
     prober: &Prober,
     config: &Config,
     start: Instant,
-) -> Readiness {
+    overall: Option<Instant>,
+) -> Result<Readiness, Failure> {
     let shown = target.to_string();
+    let what = if config.invert { "gone" } else { "ready" };
     let mut backoff = Backoff::new(FIRST_RETRY, config.interval);
+    let mut in_a_row = 0;
     loop {
         let attempt = {
             let mut progress = lock(progress);
             progress.attempts += 1;
             progress.attempts
         };
-        let outcome = match tokio::time::timeout(config.attempt_timeout, prober.check(target)).await {
-            Ok(result) => result,
-            Err(_) => Err(NotReady(format!(
-                "no answer within {} (--attempt-timeout)",
-                human(config.attempt_timeout)
-            ))),
+        let own = Instant::now() + config.attempt_timeout;
+        let started = Instant::now();
+        let (attempt_deadline, cut_at_timeout) = match overall {
+            Some(overall) if overall < own => (overall, true),
+            _ => (own, false),
         };
-        let failure = match (outcome, config.invert) {
-            (Ok(()), false) | (Err(_), true) => None,
-            (Ok(()), true) => Some("still answering".to_owned()),
-            (Err(reason), false) => Some(reason.0),
-        };
-        let Some(reason) = failure else {
-            let elapsed = start.elapsed();
-            lock(progress).ready = true;
-            let what = if config.invert { "gone" } else { "ready" };
-            tracing::info!(
-                target = %shown,
-                attempt,
-                elapsed_ms = millis(elapsed),
-                "{shown} is {what} after {} ({attempt} attempt{})",
-                human(elapsed),
-                if attempt == 1 { "" } else { "s" }
-            );
-            return Readiness {
-                target: shown,
-                elapsed,
-                attempts: attempt,
+        let outcome =
+            match tokio::time::timeout_at(attempt_deadline, prober.check(target, attempt_deadline)).await {
+                Ok(result) => result,
+                Err(_) if cut_at_timeout => Err(NotReady::present(format!(
+                    "no answer within {} (cut at --timeout)",
+                    human(started.elapsed())
+                ))),
+                Err(_) => Err(NotReady::present(format!(
+                    "no answer within {} (--attempt-timeout)",
+                    human(config.attempt_timeout)
+                ))),
             };
+        // An attempt cut short by the overall deadline tells less than the last one that ran its
+        // course: keep that one's reason for the summary, if there is one.
+        let cut_short =
+            overall.is_some_and(|overall| attempt_deadline == overall && Instant::now() >= overall);
+        if cut_short && outcome.is_err() && lock(progress).last_reason.is_some() {
+            std::future::pending::<()>().await;
+        }
+        let reason = match verdict(outcome, config) {
+            Verdict::Never(reason) => {
+                lock(progress).last_reason = Some(reason.clone());
+                return Err(Failure {
+                    target: shown,
+                    reason,
+                });
+            }
+            Verdict::Success => {
+                in_a_row += 1;
+                if in_a_row >= config.successes {
+                    let elapsed = start.elapsed();
+                    lock(progress).ready = true;
+                    tracing::info!(
+                        target = %shown,
+                        attempt,
+                        elapsed_ms = millis(elapsed),
+                        "{shown} is {what} after {} ({attempt} attempt{})",
+                        human(elapsed),
+                        if attempt == 1 { "" } else { "s" }
+                    );
+                    return Ok(Readiness {
+                        target: shown,
+                        elapsed,
+                        attempts: attempt,
+                    });
+                }
+                let delay = backoff.next_delay(start.elapsed());
+                tracing::info!(
+                    target = %shown,
+                    attempt,
+                    retry_in_ms = millis(delay),
+                    "attempt {attempt}: {shown} is {what} ({in_a_row} of {} in a row, --successes); checking again in {}",
+                    config.successes,
+                    human(delay)
+                );
+                lock(progress).last_reason = Some(format!(
+                    "{what} {in_a_row} of {} times in a row",
+                    config.successes
+                ));
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            Verdict::NotYet(reason) => reason,
         };
+        if in_a_row > 0 {
+            tracing::info!(target = %shown, "{shown}: the run of successes is broken; counting again from 0");
+            in_a_row = 0;
+        }
         let delay = backoff.next_delay(start.elapsed());
         let changed = lock(progress).last_reason.as_deref() != Some(reason.as_str());
         if !config.quiet || changed {
@@ -217,13 +331,24 @@ fn log_start(config: &Config) {
         || "no timeout".to_owned(),
         |timeout| format!("timeout {}", human(timeout)),
     );
+    let successes = if config.successes > 1 {
+        format!("; {} successes in a row", config.successes)
+    } else {
+        String::new()
+    };
     tracing::info!(
-        "waiting for {mode}{} {goal} ({timeout}; retrying every {} after the first 10s)",
+        "waiting for {mode}{} {goal} ({timeout}; retrying every {} after the first 10s{successes})",
         targets.join(", "),
         human(config.interval)
     );
+    if let Some(timeout) = config.timeout.filter(|timeout| config.attempt_timeout > *timeout) {
+        tracing::warn!(
+            "--attempt-timeout {} is longer than --timeout {}: attempts are cut at the timeout",
+            human(config.attempt_timeout),
+            human(timeout)
+        );
+    }
 }
-
 /// One line naming every target not yet ready with its last error, for the log, the
 /// termination message and the error itself.
 fn summary(headline: &str, config: &Config, progress: &[Mutex<Progress>]) -> String {

@@ -39,26 +39,39 @@ fn help_shows_a_pod_spec_example_and_the_exit_codes() {
     assert!(help.contains("124  timed out"), "{help}");
 }
 
+/// Also the regression for a parse error that printed the password to stderr and the
+/// termination log (`kubectl describe pod` shows the latter to anyone who may read pods).
 #[test]
-fn a_malformed_target_exits_64_before_waiting_and_says_why() {
+fn a_malformed_target_exits_64_before_waiting_and_says_why_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("termination-log");
-    let output = run(&[
-        "--termination-log",
-        log.to_str().unwrap(),
-        "tcp://127.0.0.1:1",
-        "mysql:3306",
-    ]);
-    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
-    let text = stderr(&output);
-    assert!(text.contains("invalid target \"mysql:3306\""), "{text}");
-    assert!(text.contains("did you mean tcp://mysql:3306?"), "{text}");
-    assert!(
-        !text.contains("attempt 1"),
-        "nothing is tried before the input is valid: {text}"
-    );
-    let reason = std::fs::read_to_string(&log).unwrap();
-    assert!(reason.starts_with("invalid target \"mysql:3306\""), "{reason}");
+    for bad in [
+        "postgres://app:hunter2@db:99999/app",
+        "redis://:hun/ter#2@cache/x",
+        "mysql://app:hunter2@db/app?sslmode=bogus",
+    ] {
+        let output = run(&[
+            "--termination-log",
+            log.to_str().unwrap(),
+            "tcp://127.0.0.1:1",
+            bad,
+        ]);
+        assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+        let text = stderr(&output);
+        let reason = std::fs::read_to_string(&log).unwrap();
+        for shown in [&text, &reason] {
+            assert!(shown.contains("invalid target \""), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("hun/ter"),
+                "{shown}"
+            );
+            assert!(shown.contains(":***@"), "{shown}");
+        }
+        assert!(
+            !text.contains("attempt 1"),
+            "nothing is tried before the input is valid: {text}"
+        );
+    }
 }
 
 #[test]

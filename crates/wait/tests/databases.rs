@@ -33,20 +33,30 @@ fn redis_target(url: &str) -> RedisTarget {
     }
 }
 
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + ATTEMPT
+}
+
 async fn pg(url: &str, login: bool) -> Result<(), NotReady> {
-    tokio::time::timeout(ATTEMPT, probe::postgres::check(&database(url), login))
-        .await
-        .expect("postgres attempt hung")
+    tokio::time::timeout(
+        ATTEMPT,
+        probe::postgres::check(&database(url), login, None, deadline()),
+    )
+    .await
+    .expect("postgres attempt hung")
 }
 
 async fn my(url: &str, login: bool) -> Result<(), NotReady> {
-    tokio::time::timeout(ATTEMPT, probe::mysql::check(&database(url), login))
-        .await
-        .expect("mysql attempt hung")
+    tokio::time::timeout(
+        ATTEMPT,
+        probe::mysql::check(&database(url), login, None, deadline()),
+    )
+    .await
+    .expect("mysql attempt hung")
 }
 
 async fn rd(url: &str) -> Result<(), NotReady> {
-    tokio::time::timeout(ATTEMPT, probe::redis::check(&redis_target(url)))
+    tokio::time::timeout(ATTEMPT, probe::redis::check(&redis_target(url), None, deadline()))
         .await
         .expect("redis attempt hung")
 }
@@ -54,7 +64,11 @@ async fn rd(url: &str) -> Result<(), NotReady> {
 fn assert_not_ready(result: Result<(), NotReady>, contains: &str) {
     match result {
         Ok(()) => panic!("expected not ready ({contains:?}), got ready"),
-        Err(err) => assert!(err.0.contains(contains), "reason {:?} lacks {contains:?}", err.0),
+        Err(err) => assert!(
+            err.reason.contains(contains),
+            "reason {:?} lacks {contains:?}",
+            err.reason
+        ),
     }
 }
 

@@ -5,27 +5,42 @@
 //! No timing is asserted: each test makes single attempts and judges what came back.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use pitcrew_testkit::nginx::NginxPeer;
-use pitcrew_wait::probe::NotReady;
-use pitcrew_wait::probe::http::{HttpProbe, HttpSettings};
-use url::Url;
+use pitcrew_wait::WaitError;
+use pitcrew_wait::probe::http::HttpSettings;
+use pitcrew_wait::probe::{Kind, NotReady, ProbeSettings, Prober};
+use pitcrew_wait::target::Target;
+use pitcrew_wait::tls::TlsSettings;
 
-fn url(text: &str) -> Url {
-    Url::parse(text).unwrap()
+fn prober(http: &HttpSettings, tls: &TlsSettings, target: &Target) -> Result<Prober, WaitError> {
+    let settings = ProbeSettings {
+        http: http.clone(),
+        tls: tls.clone(),
+        ..ProbeSettings::default()
+    };
+    Prober::new(settings, std::slice::from_ref(target))
 }
 
-async fn check(settings: &HttpSettings, target: &str) -> Result<(), NotReady> {
-    HttpProbe::new(settings)
+/// One attempt, through the same `Prober` the runner uses, with a generous deadline.
+async fn check_with(http: &HttpSettings, tls: &TlsSettings, target: &str) -> Result<(), NotReady> {
+    let target = Target::parse(target).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    prober(http, tls, &target)
         .expect("valid settings")
-        .check(&url(target))
+        .check(&target, deadline)
         .await
 }
 
-fn with_ca(nginx: &NginxPeer) -> HttpSettings {
-    HttpSettings {
+async fn check(http: &HttpSettings, target: &str) -> Result<(), NotReady> {
+    check_with(http, &TlsSettings::default(), target).await
+}
+
+fn with_ca(nginx: &NginxPeer) -> TlsSettings {
+    TlsSettings {
         ca_file: Some(nginx.ca_pem_path()),
-        ..HttpSettings::default()
+        insecure: false,
     }
 }
 
@@ -40,11 +55,11 @@ async fn success_status_is_ready_and_others_say_which_status() {
     let err = check(&settings, &nginx.http_url("/unavailable"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 503 Service Unavailable (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 503 Service Unavailable (expected 200-299)");
     let err = check(&settings, &nginx.http_url("/no-such-page"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 404 Not Found (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 404 Not Found (expected 200-299)");
 
     // The request identifies itself, so a server's access log shows who is probing.
     let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
@@ -65,7 +80,7 @@ async fn expected_statuses_come_from_the_status_set() {
     };
     check(&settings, &nginx.http_url("/unavailable")).await.unwrap();
     let err = check(&settings, &nginx.http_url("/healthz")).await.unwrap_err();
-    assert_eq!(err.0, "HTTP 200 OK (expected 503)");
+    assert_eq!(err.reason, "HTTP 200 OK (expected 503)");
 }
 
 #[tokio::test]
@@ -76,7 +91,7 @@ async fn redirects_are_judged_not_followed() {
     let err = check(&HttpSettings::default(), &nginx.http_url("/redirect"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 301 Moved Permanently (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 301 Moved Permanently (expected 200-299)");
     let settings = HttpSettings {
         status: "200-299, 301".parse().unwrap(),
         ..HttpSettings::default()
@@ -100,14 +115,14 @@ async fn body_regex_must_match() {
     check(&matching, &nginx.http_url("/ready")).await.unwrap();
     let err = check(&matching, &nginx.http_url("/healthz")).await.unwrap_err();
     assert_eq!(
-        err.0,
+        err.reason,
         r#"HTTP 200 but body does not match /"status"\s*:\s*"ready"/"#
     );
     // The status is judged first: a 503 is reported as a 503, not as a body mismatch.
     let err = check(&matching, &nginx.http_url("/unavailable"))
         .await
         .unwrap_err();
-    assert!(err.0.starts_with("HTTP 503"), "{err}");
+    assert!(err.reason.starts_with("HTTP 503"), "{err}");
 }
 
 #[tokio::test]
@@ -118,7 +133,7 @@ async fn request_headers_are_sent() {
     let err = check(&HttpSettings::default(), &nginx.http_url("/echo-header"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 403 Forbidden (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 403 Forbidden (expected 200-299)");
     let settings = HttpSettings {
         headers: vec![("X-Probe".into(), "yes".into())],
         ..HttpSettings::default()
@@ -139,7 +154,7 @@ async fn head_requests_use_head() {
     let err = check(&settings, &nginx.http_url("/unavailable"))
         .await
         .unwrap_err();
-    assert!(err.0.starts_with("HTTP 503"), "{err}");
+    assert!(err.reason.starts_with("HTTP 503"), "{err}");
     let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
     assert!(log.contains("\"HEAD /healthz HTTP/1.1\" 200"), "{log}");
     assert!(!log.contains("GET "), "{log}");
@@ -158,7 +173,7 @@ async fn url_userinfo_is_sent_as_basic_auth_and_never_shown() {
     let err = check(&settings, &format!("http://probe:wrong-pw@127.0.0.1:{port}/auth"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 401 Unauthorized (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 401 Unauthorized (expected 200-299)");
 
     let closed = pitcrew_testkit::free_port();
     let err = check(
@@ -167,7 +182,7 @@ async fn url_userinfo_is_sent_as_basic_auth_and_never_shown() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.0, "connection refused");
+    assert_eq!(err.reason, "connection refused");
 }
 
 #[tokio::test]
@@ -175,17 +190,20 @@ async fn https_with_the_ca_file_is_ready() {
     let Some(nginx) = NginxPeer::start() else {
         return;
     };
-    let settings = with_ca(&nginx);
-    check(&settings, &nginx.https_url("/healthz")).await.unwrap();
-    // The certificate also names `localhost`, which is verified as a DNS name.
-    let port = nginx.https_port();
-    check(&settings, &format!("https://localhost:{port}/healthz"))
+    let tls = with_ca(&nginx);
+    let settings = HttpSettings::default();
+    check_with(&settings, &tls, &nginx.https_url("/healthz"))
         .await
         .unwrap();
-    let err = check(&settings, &nginx.https_url("/unavailable"))
+    // The certificate also names `localhost`, which is verified as a DNS name.
+    let port = nginx.https_port();
+    check_with(&settings, &tls, &format!("https://localhost:{port}/healthz"))
+        .await
+        .unwrap();
+    let err = check_with(&settings, &tls, &nginx.https_url("/unavailable"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "HTTP 503 Service Unavailable (expected 200-299)");
+    assert_eq!(err.reason, "HTTP 503 Service Unavailable (expected 200-299)");
 }
 
 #[tokio::test]
@@ -196,7 +214,7 @@ async fn https_without_the_ca_is_a_certificate_error() {
     let err = check(&HttpSettings::default(), &nginx.https_url("/healthz"))
         .await
         .unwrap_err();
-    assert_eq!(err.0, "TLS error: invalid peer certificate: UnknownIssuer");
+    assert_eq!(err.reason, "TLS error: invalid peer certificate: UnknownIssuer");
 }
 
 #[tokio::test]
@@ -205,9 +223,12 @@ async fn tls_spoken_to_a_plain_http_port_is_a_tls_error() {
         return;
     };
     let target = format!("https://127.0.0.1:{}/healthz", nginx.http_port());
-    let err = check(&with_ca(&nginx), &target).await.unwrap_err();
-    assert!(err.0.starts_with("TLS error: "), "{err}");
-    assert!(!err.0.contains('\n'), "{err}");
+    let err = check_with(&HttpSettings::default(), &with_ca(&nginx), &target)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, Kind::Present, "something answered the handshake");
+    assert!(err.reason.starts_with("TLS error: "), "{err}");
+    assert!(!err.reason.contains('\n'), "{err}");
 }
 
 #[tokio::test]
@@ -215,36 +236,50 @@ async fn insecure_accepts_an_unknown_issuer() {
     let Some(nginx) = NginxPeer::start() else {
         return;
     };
-    let settings = HttpSettings {
+    let tls = TlsSettings {
+        ca_file: None,
         insecure: true,
-        ..HttpSettings::default()
     };
-    check(&settings, &nginx.https_url("/healthz")).await.unwrap();
-    let err = check(&settings, &nginx.https_url("/unavailable"))
+    let settings = HttpSettings::default();
+    check_with(&settings, &tls, &nginx.https_url("/healthz"))
+        .await
+        .unwrap();
+    let err = check_with(&settings, &tls, &nginx.https_url("/unavailable"))
         .await
         .unwrap_err();
-    assert!(err.0.starts_with("HTTP 503"), "{err}");
+    assert!(err.reason.starts_with("HTTP 503"), "{err}");
 }
 
+/// An unreadable `--ca-file` exits 66 (the table's "input file missing or unreadable"), named.
 #[test]
 fn unreadable_ca_file_is_an_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
+    let target = Target::parse("https://127.0.0.1:1/").unwrap();
     let path: PathBuf = dir.path().join("no-such-ca.pem");
-    let settings = HttpSettings {
+    let tls = TlsSettings {
         ca_file: Some(path.clone()),
-        ..HttpSettings::default()
+        insecure: false,
     };
-    let err = HttpProbe::new(&settings).err().expect("must fail");
-    assert!(err.contains(&path.display().to_string()), "{err}");
-    assert!(err.contains("--ca-file"), "{err}");
+    let err = prober(&HttpSettings::default(), &tls, &target)
+        .err()
+        .expect("must fail");
+    assert_eq!(err.exit_code().code(), 66, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("--ca-file"), "{text}");
 
     // A directory is not a PEM file either.
-    let settings = HttpSettings {
+    let tls = TlsSettings {
         ca_file: Some(dir.path().to_path_buf()),
-        ..HttpSettings::default()
+        insecure: false,
     };
-    let err = HttpProbe::new(&settings).err().expect("must fail");
-    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    let err = prober(&HttpSettings::default(), &tls, &target)
+        .err()
+        .expect("must fail");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -257,6 +292,7 @@ async fn nothing_listening_is_connection_refused() {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.0, "connection refused", "{scheme}");
+        assert_eq!(err.reason, "connection refused", "{scheme}");
+        assert_eq!(err.kind, Kind::Unreachable, "{scheme}");
     }
 }

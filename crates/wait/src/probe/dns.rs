@@ -9,8 +9,10 @@
 use std::net::IpAddr;
 
 use clap::ValueEnum;
+use tokio::time::Instant;
 
-use super::{NotReady, describe_io};
+use super::NotReady;
+use super::net::resolve;
 
 /// Which addresses a name must resolve to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -25,11 +27,15 @@ pub enum RecordType {
 }
 
 /// Ready when `name` resolves to at least one address of the wanted kind.
-pub async fn check(name: &str, record: RecordType) -> Result<(), NotReady> {
-    // Port 0: only the name matters; getaddrinfo needs some service.
-    let addresses: Vec<IpAddr> = tokio::net::lookup_host((name, 0))
+pub async fn check(name: &str, record: RecordType, deadline: Instant) -> Result<(), NotReady> {
+    // Port 0: only the name matters.
+    let addresses: Vec<IpAddr> = resolve(name, 0, deadline)
         .await
-        .map_err(|err| NotReady(format!("DNS lookup failed: {}", describe_io(&err))))?
+        .map_err(|err| NotReady {
+            reason: format!("DNS lookup failed: {}", err.detail),
+            ..NotReady::from(err)
+        })?
+        .into_iter()
         .map(|address| address.ip())
         .collect();
     let wanted = |ip: &IpAddr| match record {
@@ -39,31 +45,36 @@ pub async fn check(name: &str, record: RecordType) -> Result<(), NotReady> {
     };
     if addresses.iter().any(wanted) {
         Ok(())
-    } else if addresses.is_empty() {
-        Err(NotReady::new("resolved to no address"))
     } else {
         let kind = if record == RecordType::A {
             "A (IPv4)"
         } else {
             "AAAA (IPv6)"
         };
-        Err(NotReady(format!("resolves, but to no {kind} address")))
+        Err(NotReady::unresolved(format!(
+            "resolves, but to no {kind} address"
+        )))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
 
     #[tokio::test]
     async fn localhost_resolves_through_etc_hosts() {
-        check("localhost", RecordType::Any).await.unwrap();
-        check("localhost", RecordType::A).await.unwrap();
+        check("localhost", RecordType::Any, soon()).await.unwrap();
+        check("localhost", RecordType::A, soon()).await.unwrap();
     }
 
     #[tokio::test]
     async fn an_ip_literal_of_the_wrong_family_is_not_ready() {
-        let err = check("127.0.0.1", RecordType::Aaaa).await.unwrap_err();
-        assert_eq!(err.0, "resolves, but to no AAAA (IPv6) address");
+        let err = check("127.0.0.1", RecordType::Aaaa, soon()).await.unwrap_err();
+        assert_eq!(err.reason, "resolves, but to no AAAA (IPv6) address");
     }
 }

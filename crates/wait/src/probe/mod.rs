@@ -1,14 +1,18 @@
 //! One readiness check ("probe") per target kind, and the [`Prober`] that dispatches to them.
 //!
-//! A probe makes one attempt and says either ready or [`NotReady`] with a short reason that
-//! goes into the log line and the timeout summary ("connection refused", "HTTP 503",
-//! "PostgreSQL is starting up"). Probes do not retry and do not time out by themselves: the
-//! runner wraps every attempt in `--attempt-timeout` and owns the backoff.
+//! A probe makes one attempt and says either ready or [`NotReady`]: a [`Kind`] for the runner
+//! and a short reason that goes into the log line and the timeout summary ("connection
+//! refused", "HTTP 503", "the database system is starting up"). Probes do not retry: the runner
+//! owns the backoff. Each attempt gets a deadline (`--attempt-timeout`, cut at `--timeout`) that
+//! the probes pass down to every step (resolve, connect, handshake, reading a body), so that
+//! when time runs out the reason says which step it ran out in.
 
 pub mod dns;
 pub mod file;
 pub mod http;
+pub mod k8s;
 pub mod mysql;
+pub mod net;
 pub mod postgres;
 pub mod redis;
 pub mod tcp;
@@ -16,31 +20,96 @@ pub mod tcp;
 use std::fmt;
 use std::io;
 
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::target::{HostPort, Target};
+use crate::error::WaitError;
+use crate::target::Target;
+use crate::tls::{Tls, TlsError, TlsSettings};
 
-/// Why an attempt did not find the target ready.
+/// What kind of "not ready" an attempt found. The runner needs it for two decisions: whether
+/// `--invert` may count the target as gone, and whether waiting longer can help at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Nothing took the connection: refused, no answer to the connect, unreachable; a file or
+    /// socket that does not exist. `--invert` counts this as gone.
+    Unreachable,
+    /// The name does not resolve (NXDOMAIN, or no address). Gone for `--invert` only with
+    /// `--invert-dns`: a typo in a name must not pass as "the old service is gone".
+    Unresolved,
+    /// Something is there but not ready: HTTP 503, "starting up", a TLS or protocol error, an
+    /// accepted connection that never answers.
+    Present,
+    /// The attempt could not tell: the resolver did not answer, a local permission problem.
+    Unknown,
+    /// Waiting cannot help (a Job that failed): the wait ends at once.
+    Fatal,
+}
+
+/// Why an attempt did not find the target ready: a kind for the runner, a short reason for the
+/// log line and the timeout summary ("connection refused", "HTTP 503 Service Unavailable
+/// (expected 200-299)").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotReady(pub String);
+pub struct NotReady {
+    /// What kind of failure.
+    pub kind: Kind,
+    /// One short line; never contains a password.
+    pub reason: String,
+}
 
 impl NotReady {
-    /// A reason from any text.
-    pub fn new(reason: impl Into<String>) -> Self {
-        NotReady(reason.into())
+    /// The peer answered, but is not ready (or not what we expected).
+    pub fn present(reason: impl Into<String>) -> Self {
+        NotReady {
+            kind: Kind::Present,
+            reason: reason.into(),
+        }
+    }
+
+    /// Nothing took the connection.
+    pub fn unreachable(reason: impl Into<String>) -> Self {
+        NotReady {
+            kind: Kind::Unreachable,
+            reason: reason.into(),
+        }
+    }
+
+    /// The name does not resolve.
+    pub fn unresolved(reason: impl Into<String>) -> Self {
+        NotReady {
+            kind: Kind::Unresolved,
+            reason: reason.into(),
+        }
+    }
+
+    /// The attempt could not tell.
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        NotReady {
+            kind: Kind::Unknown,
+            reason: reason.into(),
+        }
+    }
+
+    /// Waiting cannot help.
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        NotReady {
+            kind: Kind::Fatal,
+            reason: reason.into(),
+        }
     }
 }
 
-/// An I/O error on a probe's connection is a reason in itself ("connection reset by peer").
+/// An I/O error on an established connection ("connection reset by peer"): the peer was
+/// reached, so it is [`Kind::Present`]. Connect failures go through [`net::connect`], which
+/// classifies them itself.
 impl From<io::Error> for NotReady {
     fn from(err: io::Error) -> Self {
-        NotReady(describe_io(&err))
+        NotReady::present(describe_io(&err))
     }
 }
 
 impl fmt::Display for NotReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.reason)
     }
 }
 
@@ -49,73 +118,93 @@ impl fmt::Display for NotReady {
 pub struct ProbeSettings {
     /// How `http://` and `https://` targets are checked.
     pub http: http::HttpSettings,
+    /// Trusted CAs and `--insecure`, for every TLS connection.
+    pub tls: TlsSettings,
     /// Which address families a `dns://` target must resolve to.
     pub dns_record: dns::RecordType,
     /// `file://` targets must also be non-empty.
     pub file_non_empty: bool,
     /// `postgres://` and `mysql://` targets with a password log in and run a query/ping.
     pub db_login: bool,
+    /// Where `k8s://` targets find the API server and their credentials.
+    pub k8s: k8s::K8sSettings,
 }
 
-/// Checks targets; built once (it holds the HTTP client and its TLS set-up).
+/// Checks targets; built once (it holds the TLS set-up and the HTTP clients).
 pub struct Prober {
     settings: ProbeSettings,
+    tls: Option<Tls>,
     http: Option<http::HttpProbe>,
+    k8s: Option<k8s::K8sProbe>,
 }
 
 impl Prober {
-    /// Prepares the probes the `targets` need. Fails (with a message naming the bad value)
-    /// when the HTTP/TLS set-up is impossible, e.g. an unreadable `--ca-file`.
-    pub fn new(settings: ProbeSettings, targets: &[Target]) -> Result<Prober, String> {
-        let needs_http = targets.iter().any(|target| matches!(target, Target::Http(_)));
-        let http = if needs_http {
-            Some(http::HttpProbe::new(&settings.http)?)
+    /// Prepares what the `targets` need, reading every file named on the command line first:
+    /// an unreadable `--ca-file` or `sslrootcert` exits 66 before any waiting, even when no
+    /// target ends up using it.
+    pub fn new(settings: ProbeSettings, targets: &[Target]) -> Result<Prober, WaitError> {
+        let has_http = targets.iter().any(|target| matches!(target, Target::Http(_)));
+        // http targets too: a redirect may lead to https, and the client wants a TLS set-up.
+        let needs_tls = has_http || settings.tls.ca_file.is_some() || targets.iter().any(Target::may_use_tls);
+        let tls = if needs_tls {
+            let own_ca_files = targets.iter().filter_map(|target| match target {
+                Target::Postgres(db) | Target::Mysql(db) => db.ca_file.as_deref(),
+                _ => None,
+            });
+            Some(Tls::new(&settings.tls, own_ca_files).map_err(|err| match err {
+                TlsError::Unreadable(message) => WaitError::NoInput(message),
+                TlsError::Invalid(message) => WaitError::Config(message),
+                TlsError::Setup(message) => WaitError::Internal(message),
+            })?)
         } else {
             None
         };
-        Ok(Prober { settings, http })
-    }
-
-    /// Makes one attempt at `target`.
-    pub async fn check(&self, target: &Target) -> Result<(), NotReady> {
-        match target {
-            Target::Tcp(address) => tcp::check(address).await,
-            Target::Http(url) => match &self.http {
-                Some(probe) => probe.check(url).await,
-                None => Err(NotReady::new("internal error: HTTP probe not prepared")),
-            },
-            Target::Dns(name) => dns::check(name, self.settings.dns_record).await,
-            Target::Postgres(db) => postgres::check(db, self.settings.db_login).await,
-            Target::Mysql(db) => mysql::check(db, self.settings.db_login).await,
-            Target::Redis(redis) => redis::check(redis).await,
-            Target::File(path) => file::check(path, self.settings.file_non_empty).await,
+        if settings.tls.ca_file.is_some() && !targets.iter().any(Target::may_use_tls) {
+            tracing::warn!("--ca-file is not used: no target connects with TLS");
         }
-    }
-}
-
-/// Resolves `address` and connects to the first address that accepts, telling a name that
-/// does not resolve apart from a server that refuses: they call for different fixes.
-pub async fn connect(address: &HostPort) -> Result<TcpStream, NotReady> {
-    let resolved: Vec<_> = tokio::net::lookup_host((address.host.as_str(), address.port))
-        .await
-        .map_err(|err| NotReady(format!("cannot resolve {}: {}", address.host, describe_io(&err))))?
-        .collect();
-    if resolved.is_empty() {
-        return Err(NotReady(format!("{} resolved to no address", address.host)));
-    }
-    let mut last_error = None;
-    for socket_address in resolved {
-        match TcpStream::connect(socket_address).await {
-            Ok(stream) => {
-                // Probes send small requests and wait for the answer; don't let Nagle hold them.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
+        let http = match &tls {
+            Some(tls) if has_http => {
+                Some(http::HttpProbe::new(&settings.http, &tls.https()).map_err(WaitError::Usage)?)
             }
-            Err(err) => last_error = Some(err),
+            _ => None,
+        };
+        let k8s = if targets.iter().any(|target| matches!(target, Target::K8s(_))) {
+            Some(k8s::K8sProbe::new(&settings.k8s)?)
+        } else {
+            None
+        };
+        Ok(Prober {
+            settings,
+            tls,
+            http,
+            k8s,
+        })
+    }
+
+    /// Makes one attempt at `target`, finishing by `deadline` (the probes use it to say what
+    /// they were waiting for when time ran out).
+    pub async fn check(&self, target: &Target, deadline: Instant) -> Result<(), NotReady> {
+        let missing = |what: &str| NotReady::unknown(format!("internal error: {what} not prepared"));
+        match target {
+            Target::Tcp(address) => tcp::check(address, deadline).await,
+            Target::Unix(path) => tcp::check_unix(path, deadline).await,
+            Target::Http(url) => match &self.http {
+                Some(probe) => probe.check(url, deadline).await,
+                None => Err(missing("the HTTP probe")),
+            },
+            Target::Dns(name) => dns::check(name, self.settings.dns_record, deadline).await,
+            Target::Postgres(db) => {
+                postgres::check(db, self.settings.db_login, self.tls.as_ref(), deadline).await
+            }
+            Target::Mysql(db) => mysql::check(db, self.settings.db_login, self.tls.as_ref(), deadline).await,
+            Target::Redis(redis) => redis::check(redis, self.tls.as_ref(), deadline).await,
+            Target::File(path) => file::check(path, self.settings.file_non_empty).await,
+            Target::K8s(k8s) => match &self.k8s {
+                Some(probe) => probe.check(k8s, deadline).await,
+                None => Err(missing("the Kubernetes client")),
+            },
         }
     }
-    let err = last_error.map_or_else(|| "no address".to_owned(), |err| describe_io(&err));
-    Err(NotReady(err))
 }
 
 /// A short, lower-case description of an I/O error for log lines: "connection refused",
@@ -143,7 +232,7 @@ pub fn describe_io(err: &io::Error) -> String {
 /// `failed to lookup address information:` prefix of resolver errors, so a DNS failure reads
 /// as the resolver put it ("Name does not resolve" from musl, "Name or service not known"
 /// from glibc).
-fn strip_os_error_suffix(text: &str) -> String {
+pub(crate) fn strip_os_error_suffix(text: &str) -> String {
     let text = text
         .strip_prefix("failed to lookup address information: ")
         .unwrap_or(text);

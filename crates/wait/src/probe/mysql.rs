@@ -15,11 +15,12 @@
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::printable;
-use super::{NotReady, connect};
+use super::net::{Stream, connect};
+use super::{NotReady, printable};
 use crate::target::DatabaseTarget;
+use crate::tls::Tls;
 
 /// Handshake, auth and OK packets are small; refuse to allocate what a confused peer claims.
 const MAX_PACKET: usize = 64 * 1024;
@@ -38,8 +39,13 @@ pub const FULL_AUTH_NEEDS_TLS: &str = "caching_sha2_password full authentication
 pitcrew-wait does not speak; use mysql_native_password or log in once so the server caches the password";
 
 /// One attempt.
-pub async fn check(target: &DatabaseTarget, login: bool) -> Result<(), NotReady> {
-    let stream = connect(&target.address).await?;
+pub async fn check(
+    target: &DatabaseTarget,
+    login: bool,
+    _tls: Option<&Tls>,
+    deadline: Instant,
+) -> Result<(), NotReady> {
+    let stream = connect(&target.address, deadline).await?;
     let mut conn = Connection { stream, sequence: 0 };
     let payload = conn.receive().await?;
     let handshake = parse_handshake(&payload)?;
@@ -54,8 +60,13 @@ pub async fn check(target: &DatabaseTarget, login: bool) -> Result<(), NotReady>
     let reply = conn.receive().await?;
     match reply.first() {
         Some(0x00) => {}
-        Some(0xff) => return Err(NotReady(format!("ping failed: {}", error_message(&reply)))),
-        _ => return Err(NotReady::new("unexpected reply to COM_PING")),
+        Some(0xff) => {
+            return Err(NotReady::present(format!(
+                "ping failed: {}",
+                error_message(&reply)
+            )));
+        }
+        _ => return Err(NotReady::present("unexpected reply to COM_PING")),
     }
     conn.sequence = 0;
     // The answer is in; a failed goodbye changes nothing.
@@ -81,19 +92,19 @@ struct Handshake {
 fn parse_handshake(payload: &[u8]) -> Result<Handshake, NotReady> {
     match payload.first() {
         Some(0x0a) => {}
-        Some(0xff) => return Err(NotReady(error_message(payload))),
+        Some(0xff) => return Err(NotReady::present(error_message(payload))),
         Some(version) => {
-            return Err(NotReady(format!(
+            return Err(NotReady::present(format!(
                 "unexpected first packet (protocol {version}); is this a MySQL/MariaDB server?"
             )));
         }
         None => {
-            return Err(NotReady::new(
+            return Err(NotReady::present(
                 "empty first packet; is this a MySQL/MariaDB server?",
             ));
         }
     }
-    let malformed = || NotReady::new("malformed handshake; is this a MySQL/MariaDB server?");
+    let malformed = || NotReady::present("malformed handshake; is this a MySQL/MariaDB server?");
     let rest = &payload[1..];
     let version_end = rest.iter().position(|&b| b == 0).ok_or_else(malformed)?;
     // After the version: connection id (4), scramble part 1 (8), filler (1), capabilities low (2).
@@ -151,7 +162,7 @@ fn auth_response(plugin: &str, password: &str, scramble: &[u8]) -> Result<Vec<u8
         // An empty plugin name comes from servers without CLIENT_PLUGIN_AUTH: native.
         NATIVE | "" => Ok(native_password(password.as_bytes(), scramble)),
         CACHING_SHA2 => Ok(caching_sha2_password(password.as_bytes(), scramble)),
-        other => Err(NotReady(format!(
+        other => Err(NotReady::present(format!(
             "server asks for auth plugin {other}, which pitcrew-wait does not speak \
              ({NATIVE} and {CACHING_SHA2} only)"
         ))),
@@ -196,7 +207,7 @@ async fn log_in(
 ) -> Result<(), NotReady> {
     let needed = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION;
     if handshake.capabilities & needed != needed {
-        return Err(NotReady::new(
+        return Err(NotReady::present(
             "server is too old to log in to (no protocol 4.1 authentication)",
         ));
     }
@@ -214,7 +225,7 @@ async fn log_in(
         let reply = conn.receive().await?;
         match reply.first() {
             Some(0x00) => return Ok(()),
-            Some(0xff) => return Err(NotReady(error_message(&reply))),
+            Some(0xff) => return Err(NotReady::present(error_message(&reply))),
             Some(0xfe) if reply.len() > 1 => {
                 let rest = &reply[1..];
                 let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
@@ -226,24 +237,24 @@ async fn log_in(
                 conn.send(&response).await?;
             }
             Some(0xfe) => {
-                return Err(NotReady::new(
+                return Err(NotReady::present(
                     "server asks for the pre-4.1 password scheme, which pitcrew-wait does not speak",
                 ));
             }
             Some(0x01) if plugin == CACHING_SHA2 => match reply.get(1) {
                 // Fast auth succeeded; the OK packet follows.
                 Some(0x03) => {}
-                Some(0x04) => return Err(NotReady::new(FULL_AUTH_NEEDS_TLS)),
-                _ => return Err(NotReady::new("unexpected caching_sha2_password exchange")),
+                Some(0x04) => return Err(NotReady::present(FULL_AUTH_NEEDS_TLS)),
+                _ => return Err(NotReady::present("unexpected caching_sha2_password exchange")),
             },
             _ => {
-                return Err(NotReady(format!(
+                return Err(NotReady::present(format!(
                     "unexpected reply while logging in with {plugin}"
                 )));
             }
         }
     }
-    Err(NotReady::new("login did not finish; the server kept asking"))
+    Err(NotReady::present("login did not finish; the server kept asking"))
 }
 
 /// HandshakeResponse41.
@@ -272,7 +283,7 @@ fn handshake_response(target: &DatabaseTarget, capabilities: u32, auth: &[u8], p
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     /// The sequence id the next packet we send carries.
     sequence: u8,
 }
@@ -282,7 +293,7 @@ impl Connection {
         let length = u32::try_from(payload.len())
             .ok()
             .filter(|&length| length < 1 << 24)
-            .ok_or_else(|| NotReady::new("packet too large"))?;
+            .ok_or_else(|| NotReady::present("packet too large"))?;
         let mut packet = Vec::with_capacity(4 + payload.len());
         packet.extend_from_slice(&length.to_le_bytes()[..3]);
         packet.push(self.sequence);
@@ -297,7 +308,7 @@ impl Connection {
         self.stream.read_exact(&mut header).await?;
         let length = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
         if length > MAX_PACKET {
-            return Err(NotReady(format!(
+            return Err(NotReady::present(format!(
                 "packet of {length} bytes is not a handshake; is this a MySQL/MariaDB server?"
             )));
         }
@@ -353,13 +364,13 @@ mod tests {
         assert!(
             parse_handshake(&full[..20])
                 .unwrap_err()
-                .0
+                .reason
                 .contains("malformed handshake")
         );
         assert!(
             parse_handshake(b"HTTP/1.1")
                 .unwrap_err()
-                .0
+                .reason
                 .contains("protocol 72")
         );
         assert!(parse_handshake(b"").is_err());
@@ -373,7 +384,7 @@ mod tests {
         too_many.extend_from_slice(b"Too many connections");
         assert_eq!(
             parse_handshake(&too_many).unwrap_err(),
-            NotReady::new("Too many connections")
+            NotReady::present("Too many connections")
         );
         // After it, "#28000" precedes the message.
         let mut denied = vec![0xff];
@@ -411,19 +422,21 @@ mod tests {
     #[test]
     fn unknown_plugins_are_named() {
         let err = auth_response("client_ed25519", "pw", &[0; 20]).unwrap_err();
-        assert!(err.0.contains("client_ed25519"), "{err}");
+        assert!(err.reason.contains("client_ed25519"), "{err}");
     }
 
     #[test]
     fn handshake_response_layout() {
         let target = DatabaseTarget {
-            address: crate::target::HostPort {
+            address: crate::target::Address::Tcp(crate::target::HostPort {
                 host: "db".into(),
                 port: 3306,
-            },
+            }),
             user: "app".into(),
             password: Some("pw".into()),
             database: Some("appdb".into()),
+            tls: crate::target::TlsMode::Disable,
+            ca_file: None,
         };
         let caps =
             CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH | CLIENT_CONNECT_WITH_DB;

@@ -19,18 +19,25 @@ use bytes::BytesMut;
 use postgres_protocol::authentication::{md5_hash, sasl};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::{NotReady, connect, printable};
+use super::net::{Stream, connect};
+use super::{NotReady, printable};
 use crate::target::DatabaseTarget;
+use crate::tls::Tls;
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
 /// talk to, and we must not allocate what a confused peer claims.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// One attempt.
-pub async fn check(target: &DatabaseTarget, login: bool) -> Result<(), NotReady> {
-    let stream = connect(&target.address).await?;
+pub async fn check(
+    target: &DatabaseTarget,
+    login: bool,
+    _tls: Option<&Tls>,
+    deadline: Instant,
+) -> Result<(), NotReady> {
+    let stream = connect(&target.address, deadline).await?;
     let mut conn = Connection { stream };
     let database = target.database.as_deref().unwrap_or(&target.user);
     let mut buf = BytesMut::new();
@@ -42,7 +49,7 @@ pub async fn check(target: &DatabaseTarget, login: bool) -> Result<(), NotReady>
         ],
         &mut buf,
     )
-    .map_err(|err| NotReady(format!("cannot encode the startup message: {err}")))?;
+    .map_err(|err| NotReady::present(format!("cannot encode the startup message: {err}")))?;
     conn.send(&buf).await?;
 
     let password = if login { target.password.as_deref() } else { None };
@@ -68,7 +75,7 @@ async fn ping(conn: &mut Connection, login: bool) -> Result<(), NotReady> {
                 // The server wants a password and we have none: it is up, but a login, if
                 // asked for, cannot happen.
                 return if login && code != AUTH_OK {
-                    Err(NotReady::new(
+                    Err(NotReady::present(
                         "server requires a password; put it in the target URL",
                     ))
                 } else {
@@ -107,7 +114,7 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
                     AUTH_CLEARTEXT => frontend::password_message(password.as_bytes(), &mut buf),
                     AUTH_MD5 => {
                         let salt: [u8; 4] = data.get(..4).and_then(|s| s.try_into().ok()).ok_or_else(
-                            || NotReady::new("malformed MD5 password request from the server"),
+                            || NotReady::present("malformed MD5 password request from the server"),
                         )?;
                         let hash = md5_hash(user.as_bytes(), password.as_bytes(), salt);
                         frontend::password_message(hash.as_bytes(), &mut buf)
@@ -115,7 +122,7 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
                     AUTH_SASL => {
                         let mechanisms = cstrings(data);
                         if !mechanisms.contains(&sasl::SCRAM_SHA_256) {
-                            return Err(NotReady(format!(
+                            return Err(NotReady::present(format!(
                                 "server offers SASL mechanisms {} but pitcrew-wait only speaks {} (without TLS)",
                                 mechanisms.join(", "),
                                 sasl::SCRAM_SHA_256
@@ -137,29 +144,29 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
                     AUTH_SASL_CONTINUE => {
                         let state = scram
                             .as_mut()
-                            .ok_or_else(|| NotReady::new("server continued a SASL exchange we did not start"))?;
+                            .ok_or_else(|| NotReady::present("server continued a SASL exchange we did not start"))?;
                         state
                             .update(data)
-                            .map_err(|err| NotReady(format!("SCRAM exchange failed: {err}")))?;
+                            .map_err(|err| NotReady::present(format!("SCRAM exchange failed: {err}")))?;
                         frontend::sasl_response(state.message(), &mut buf)
                     }
                     AUTH_SASL_FINAL => {
                         let state = scram
                             .as_mut()
-                            .ok_or_else(|| NotReady::new("server finished a SASL exchange we did not start"))?;
+                            .ok_or_else(|| NotReady::present("server finished a SASL exchange we did not start"))?;
                         // Proves the server knows the password too, not just that it let us in.
                         state.finish(data).map_err(|err| {
-                            NotReady(format!("server's SCRAM signature did not verify: {err}"))
+                            NotReady::present(format!("server's SCRAM signature did not verify: {err}"))
                         })?;
                         continue;
                     }
                     other => {
-                        return Err(NotReady(format!(
+                        return Err(NotReady::present(format!(
                             "server asks for authentication method {other}, which pitcrew-wait does not speak"
                         )));
                     }
                 }
-                .map_err(|err| NotReady(format!("cannot encode the password message: {err}")))?;
+                .map_err(|err| NotReady::present(format!("cannot encode the password message: {err}")))?;
                 conn.send(&buf).await?;
             }
             b'Z' => return Ok(()),
@@ -174,7 +181,7 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
 async fn query_select_one(conn: &mut Connection) -> Result<(), NotReady> {
     let mut buf = BytesMut::new();
     frontend::query("SELECT 1", &mut buf)
-        .map_err(|err| NotReady(format!("cannot encode the query: {err}")))?;
+        .map_err(|err| NotReady::present(format!("cannot encode the query: {err}")))?;
     conn.send(&buf).await?;
     let mut answered = false;
     loop {
@@ -182,10 +189,13 @@ async fn query_select_one(conn: &mut Connection) -> Result<(), NotReady> {
         match message.tag {
             b'D' | b'C' => answered = true,
             b'Z' if answered => return Ok(()),
-            b'Z' => return Err(NotReady::new("SELECT 1 returned no result")),
+            b'Z' => return Err(NotReady::present("SELECT 1 returned no result")),
             b'E' => {
                 let fields = ErrorFields::parse(&message.body);
-                return Err(NotReady(format!("SELECT 1 failed: {}", fields.message_or_code())));
+                return Err(NotReady::present(format!(
+                    "SELECT 1 failed: {}",
+                    fields.message_or_code()
+                )));
             }
             b'T' | b'N' | b'S' => {}
             other => return Err(unexpected(other)),
@@ -196,11 +206,11 @@ async fn query_select_one(conn: &mut Connection) -> Result<(), NotReady> {
 fn auth_code(body: &[u8]) -> Result<i32, NotReady> {
     body.get(..4)
         .map(|code| i32::from_be_bytes([code[0], code[1], code[2], code[3]]))
-        .ok_or_else(|| NotReady::new("malformed authentication request from the server"))
+        .ok_or_else(|| NotReady::present("malformed authentication request from the server"))
 }
 
 fn unexpected(tag: u8) -> NotReady {
-    NotReady(format!(
+    NotReady::present(format!(
         "unexpected reply (message type {:?}); is this a PostgreSQL server?",
         char::from(tag)
     ))
@@ -213,7 +223,7 @@ struct Message {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
 }
 
 impl Connection {
@@ -238,7 +248,7 @@ fn body_length(header: [u8; 5]) -> Result<usize, NotReady> {
     let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if !(4..=MAX_MESSAGE).contains(&length) {
         // An HTTP or TLS server would answer with text, and its "length" would be nonsense.
-        return Err(NotReady(format!(
+        return Err(NotReady::present(format!(
             "reply is not a PostgreSQL message (type {:?}, length {length}); is this a PostgreSQL server?",
             char::from(header[0])
         )));
@@ -299,9 +309,9 @@ fn classify_error(error: &ErrorFields, logging_in: bool) -> Result<(), NotReady>
         // 57P03 cannot_connect_now: starting up, shutting down, in recovery.
         // 53300 too_many_connections: pg_isready calls that alive; we call it not ready,
         // because the app, which needs a connection, would be refused the same way.
-        "57P03" | "53300" => Err(NotReady(error.message_or_code())),
+        "57P03" | "53300" => Err(NotReady::present(error.message_or_code())),
         // Logging in was asked for, so anything that stops the login is not ready.
-        _ if logging_in => Err(NotReady(error.message_or_code())),
+        _ if logging_in => Err(NotReady::present(error.message_or_code())),
         // The server checked who we are and answered: it is up (pg_isready says the same).
         _ => Ok(()),
     }
@@ -350,25 +360,27 @@ mod tests {
         let starting = error("57P03", "the database system is starting up");
         assert_eq!(
             classify_error(&starting, false),
-            Err(NotReady::new("the database system is starting up"))
+            Err(NotReady::present("the database system is starting up"))
         );
         let full = error("53300", "sorry, too many clients already");
         assert_eq!(
             classify_error(&full, false),
-            Err(NotReady::new("sorry, too many clients already"))
+            Err(NotReady::present("sorry, too many clients already"))
         );
         let auth = error("28P01", "password authentication failed for user \"app\"");
         assert_eq!(classify_error(&auth, false), Ok(()));
         assert_eq!(
             classify_error(&auth, true),
-            Err(NotReady::new("password authentication failed for user \"app\""))
+            Err(NotReady::present(
+                "password authentication failed for user \"app\""
+            ))
         );
         let no_db = error("3D000", "database \"nope\" does not exist");
         assert_eq!(classify_error(&no_db, false), Ok(()));
         assert!(classify_error(&no_db, true).is_err());
         assert_eq!(
             classify_error(&error("57P03", ""), false),
-            Err(NotReady::new("error 57P03"))
+            Err(NotReady::present("error 57P03"))
         );
     }
 
@@ -376,7 +388,7 @@ mod tests {
     fn refuses_nonsense_lengths_before_allocating() {
         // "HTTP/1.1 400" read as a PostgreSQL header.
         let err = body_length(*b"HTTP/").unwrap_err();
-        assert!(err.0.contains("is this a PostgreSQL server?"), "{err}");
+        assert!(err.reason.contains("is this a PostgreSQL server?"), "{err}");
         assert!(body_length([b'Z', 0, 0, 0, 3]).is_err());
         assert_eq!(body_length([b'Z', 0, 0, 0, 5]), Ok(1));
     }

@@ -7,21 +7,22 @@
 //! does not.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::printable;
-use super::{NotReady, connect};
+use super::net::{Stream, connect_tcp};
+use super::{NotReady, printable};
 use crate::target::RedisTarget;
+use crate::tls::Tls;
 
 /// Longest reply line we read. PING and AUTH replies are a few dozen bytes; the bound keeps a
 /// confused peer (say, an HTTP server streaming a page) from making us allocate without end.
 const MAX_LINE: usize = 4096;
 
 /// One attempt.
-pub async fn check(target: &RedisTarget) -> Result<(), NotReady> {
-    let stream = connect(&target.address).await?;
+pub async fn check(target: &RedisTarget, _tls: Option<&Tls>, deadline: Instant) -> Result<(), NotReady> {
+    let stream = connect_tcp(&target.address, deadline).await?;
     let mut conn = Connection {
-        stream,
+        stream: Box::new(stream),
         buffer: Vec::new(),
     };
     if let Some(password) = &target.password {
@@ -34,7 +35,7 @@ pub async fn check(target: &RedisTarget) -> Result<(), NotReady> {
         let reply = conn.read_line().await?;
         if reply != "+OK" {
             return Err(classify(&reply).err().unwrap_or_else(|| {
-                NotReady(format!(
+                NotReady::present(format!(
                     "unexpected reply to AUTH: {}",
                     printable(reply.as_bytes())
                 ))
@@ -63,7 +64,7 @@ fn classify(line: &str) -> Result<(), NotReady> {
         return Ok(());
     }
     let Some(error) = line.strip_prefix('-') else {
-        return Err(NotReady(format!(
+        return Err(NotReady::present(format!(
             "unexpected reply {:?}; is this a Redis server?",
             printable(line.as_bytes())
         )));
@@ -78,11 +79,11 @@ fn classify(line: &str) -> Result<(), NotReady> {
         // else: the server's own words say it best.
         _ => printable(error.as_bytes()),
     };
-    Err(NotReady(reason))
+    Err(NotReady::present(reason))
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read but not yet returned as a line.
     buffer: Vec<u8>,
 }
@@ -102,7 +103,7 @@ impl Connection {
                 return Ok(line);
             }
             if self.buffer.len() >= MAX_LINE {
-                return Err(NotReady(format!(
+                return Err(NotReady::present(format!(
                     "reply line longer than {MAX_LINE} bytes; is this a Redis server?"
                 )));
             }
@@ -110,7 +111,7 @@ impl Connection {
             let room = (MAX_LINE - self.buffer.len()).min(chunk.len());
             let read = self.stream.read(&mut chunk[..room]).await?;
             if read == 0 {
-                return Err(NotReady::new("connection closed by peer"));
+                return Err(NotReady::present("connection closed by peer"));
             }
             self.buffer.extend_from_slice(&chunk[..read]);
         }
@@ -133,7 +134,7 @@ mod tests {
     #[test]
     fn classifies_replies() {
         assert_eq!(classify("+PONG"), Ok(()));
-        let reason = |line: &str| classify(line).unwrap_err().0;
+        let reason = |line: &str| classify(line).unwrap_err().reason;
         // LOADING needs a big dataset to see for real; pinned here.
         assert_eq!(
             reason("-LOADING Redis is loading the dataset in memory"),
@@ -174,9 +175,12 @@ mod tests {
             },
             username: None,
             password: None,
+            database: None,
+            tls: crate::target::TlsMode::Disable,
         };
-        let err = check(&target).await.unwrap_err();
-        assert!(err.0.contains("longer than 4096 bytes"), "{err}");
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let err = check(&target, None, deadline).await.unwrap_err();
+        assert!(err.reason.contains("longer than 4096 bytes"), "{err}");
         server.await.unwrap();
     }
 }

@@ -1,0 +1,99 @@
+//! Command-line parsing shared by every tool: flags and their env twins as Kubernetes users
+//! write them, and usage errors that reach the termination log without leaking secrets.
+//!
+//! clap alone gets two things wrong for pod specs. An env var set to the empty string (what
+//! Helm renders for an unset value, `value: ""`) counts as given, so `PITCREW_WAIT_TIMEOUT=""`
+//! failed as an invalid duration; here it counts as unset, so the default applies. And a
+//! boolean env twin accepted only `true`/`false`, where people write `1`, `yes`, `on`, `TRUE`;
+//! here every switch's twin takes the usual spellings (clap's `BoolishValueParser`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, CommandFactory, FromArgMatches};
+
+use crate::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
+
+/// Parses `args` (the program name first) into `P`, with env twins read from this process's
+/// environment as the module docs describe.
+pub fn try_parse_from<P, I, T>(args: I) -> Result<P, clap::Error>
+where
+    P: CommandFactory + FromArgMatches,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut command = P::command().mut_args(|arg| {
+        let Some(name) = arg.get_env() else {
+            return arg;
+        };
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            return arg.env(None::<&str>);
+        }
+        if matches!(arg.get_action(), ArgAction::SetTrue) {
+            return arg.value_parser(BoolishValueParser::new());
+        }
+        arg
+    });
+    let matches = command.try_get_matches_from_mut(args)?;
+    P::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
+/// Parses the process's command line, or says why not and returns the exit code to end with:
+/// 0 after `--help`/`--version`, 64 for a usage error. A usage error is printed (with any
+/// password in it hidden) and its first line goes to the termination log — the path from
+/// `PITCREW_TERMINATION_LOG`, since the flags did not parse — so `kubectl describe pod` shows
+/// why the container failed.
+pub fn parse_or_exit<P>() -> Result<P, ExitCode>
+where
+    P: CommandFactory + FromArgMatches,
+{
+    match try_parse_from::<P, _, _>(std::env::args_os()) {
+        Ok(parsed) => Ok(parsed),
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            Err(ExitCode::Ok)
+        }
+        Err(err) => {
+            let text = crate::redact::url_passwords_in(&err.render().to_string());
+            eprint!("{text}");
+            let path = std::env::var_os("PITCREW_TERMINATION_LOG")
+                .filter(|path| !path.is_empty())
+                .map_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG), PathBuf::from);
+            write_termination_log(&path, text.lines().next().unwrap_or_default());
+            // 64, not clap's 2, so the shared exit-code table holds.
+            Err(ExitCode::Usage)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A parser with one switch and one value, each with an env twin this test alone uses.
+    #[derive(Debug, Parser)]
+    struct Demo {
+        #[arg(long, env = "PITCREW_CORE_CLI_TEST_SWITCH")]
+        switch: bool,
+        #[arg(long, env = "PITCREW_CORE_CLI_TEST_VALUE", default_value = "dflt")]
+        value: String,
+    }
+
+    fn parse(args: &[&str]) -> Result<Demo, clap::Error> {
+        try_parse_from::<Demo, _, _>(std::iter::once("demo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_parse_as_usual() {
+        let demo = parse(&["--switch", "--value", "x"]).unwrap();
+        assert!(demo.switch);
+        assert_eq!(demo.value, "x");
+        assert!(parse(&["--nope"]).is_err());
+    }
+
+    // The env side (empty values, boolean spellings) is tested through the tools' binaries,
+    // which run with exactly the environment a test gives them: changing this process's
+    // environment would race with other tests (and needs `unsafe` since Rust 2024).
+}
