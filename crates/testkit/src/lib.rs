@@ -59,6 +59,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
     panic!("{what} did not start listening on {address} within {deadline:?}");
 }
 
+pub mod certs;
 pub mod mariadb;
 pub mod nginx;
 pub mod postgres;

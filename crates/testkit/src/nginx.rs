@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-
 use crate::{free_port, require_binary};
 
 /// How long nginx may take to listen; generous for a busy 2-core CI machine.
@@ -52,7 +50,7 @@ impl NginxPeer {
             .prefix("pitcrew-nginx-")
             .tempdir()
             .expect("cannot create a temp dir for nginx");
-        write_certificates(dir.path());
+        crate::certs::write(dir.path(), &["localhost", "127.0.0.1"]);
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
@@ -118,33 +116,6 @@ impl Drop for NginxPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A CA, and a server certificate signed by it for `localhost` and `127.0.0.1`: TLS tests need
-/// a chain that verifies only when the CA is trusted explicitly.
-fn write_certificates(dir: &Path) {
-    let ca_key = KeyPair::generate().expect("generate CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pitcrew test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key).expect("self-sign CA");
-
-    let leaf_key = KeyPair::generate().expect("generate server key");
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let server = server_params
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .expect("sign server certificate");
-
-    fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
-    fs::write(dir.join("server.pem"), server.pem()).expect("write server.pem");
-    fs::write(dir.join("server.key"), leaf_key.serialize_pem()).expect("write server.key");
 }
 
 fn write_config(dir: &Path, plain_port: u16, tls_port: u16) {
