@@ -340,6 +340,119 @@ fn dns_names_resolve_through_the_containers_resolv_conf_and_search_domain() {
         "{}",
         describe(&missing)
     );
+
+    // Regression: `--invert` took every failure as "gone", so a typo in a name passed at once.
+    // A name that does not resolve is gone only when --invert-dns says so.
+    let typo = with_resolver(&["--invert", "tcp://missing.pitcrew.test:5432", "--timeout", "3s"]);
+    assert_eq!(typo.code, 124, "{}", describe(&typo));
+    assert!(typo.stderr.contains("--invert-dns"), "{}", describe(&typo));
+    let deleted = with_resolver(&[
+        "--invert",
+        "--invert-dns",
+        "tcp://missing.pitcrew.test:5432",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(deleted.code, 0, "{}", describe(&deleted));
+    assert!(deleted.stderr.contains("is gone after"), "{}", describe(&deleted));
+}
+
+/// A "resolver" that never answers: a UDP socket on port 53 of a loopback address of this
+/// test's own, which nobody reads. Returns None (after saying why) without root.
+fn silent_resolver() -> Option<(std::net::UdpSocket, String)> {
+    if !pitcrew_e2e::is_root() {
+        assert!(
+            !pitcrew_e2e::must_run(),
+            "the hung-resolver test needs root to bind port 53"
+        );
+        pitcrew_e2e::skipped("the hung-resolver test needs root to bind port 53");
+        return None;
+    }
+    let pid = std::process::id();
+    let address = format!("127.78.{}.{}", (pid >> 8) % 250 + 1, pid % 250 + 1);
+    let socket = std::net::UdpSocket::bind((address.as_str(), 53))
+        .unwrap_or_else(|err| panic!("cannot bind {address}:53 for the silent resolver: {err}"));
+    Some((socket, address))
+}
+
+/// Regression: the runtime was dropped before exit and exec, and dropping it waits for
+/// blocking `getaddrinfo` calls without limit. With a resolver that never answers,
+/// `--timeout 2s` exited after 10 s, `--any` with a ready target started its command 10 s
+/// late and SIGTERM took 8.5 s. Here musl is told to wait 30 s per try, 5 tries: a lookup
+/// hangs for minutes, so any wait for it shows as a container that outlives the bounds below.
+#[test]
+fn a_resolver_that_never_answers_delays_neither_exit_nor_exec_nor_sigterm() {
+    if !ready(WAIT_IMAGE) {
+        return;
+    }
+    let Some((_silent, address)) = silent_resolver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {address}\noptions timeout:30 attempts:5\n"),
+    )
+    .unwrap();
+    set_mode(&resolv, 0o644);
+    let mount = format!("{}:/etc/resolv.conf:ro", resolv.display());
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["-v", &mount, "--network", "host", "--read-only", WAIT_IMAGE]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    };
+    // Far below the minutes a hung lookup lasts, far above a slow container start.
+    let bound = Duration::from_secs(60);
+    let hung = "tcp://db.pitcrew.test:5432";
+
+    let timed_out = run(&as_strs(&args(&[hung, "--timeout", "2s"])), RUN_DEADLINE);
+    assert_eq!(timed_out.code, 124, "{}", describe(&timed_out));
+    assert!(timed_out.elapsed < bound, "{}", describe(&timed_out));
+    assert!(
+        timed_out.stderr.contains("the resolver did not answer within"),
+        "the summary says why: {}",
+        describe(&timed_out)
+    );
+
+    let ready_file = "file:///etc/ssl/certs/ca-certificates.crt";
+    let exec = run(
+        &as_strs(&args(&[
+            "--any",
+            hung,
+            ready_file,
+            "--",
+            "/pitcrew-wait",
+            "--version",
+        ])),
+        RUN_DEADLINE,
+    );
+    assert_eq!(exec.code, 0, "{}", describe(&exec));
+    assert!(
+        exec.stdout.contains("pitcrew-wait"),
+        "the command ran: {}",
+        describe(&exec)
+    );
+    assert!(exec.elapsed < bound, "{}", describe(&exec));
+
+    let waiting = Container::start("hung-dns", &as_strs(&args(&[hung, "--timeout", "0"])));
+    waiting.wait_for_log("waiting for", RUN_DEADLINE);
+    // The first lookup starts right after that line; give it a moment to be under way.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    waiting.signal("TERM");
+    let code = waiting.wait_exit(RUN_DEADLINE);
+    let took = sent.elapsed();
+    let logs = waiting.logs();
+    assert_eq!(code, 143, "{logs}");
+    assert!(took < bound, "SIGTERM took {took:?}; {logs}");
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 fn set_mode(path: &Path, mode: u32) {

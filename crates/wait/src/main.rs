@@ -37,21 +37,35 @@ fn wait(args: &Args) -> Result<(), WaitError> {
 }
 
 /// `--dry-run`: everything that can be checked without contacting a target (flags, targets,
-/// the files they name), then what would be waited for, on stdout.
+/// the files they name), then what would be done, on stdout: a pod spec's args and env can be
+/// checked on a laptop with the image.
 fn dry_run(args: &Args) -> Result<(), WaitError> {
     let config = args.config()?;
     Prober::new(config.probe.clone(), &config.targets)?;
-    let mode = if config.targets.len() == 1 {
-        ""
-    } else if config.mode == pitcrew_wait::Mode::Any {
-        "any of "
-    } else {
-        "all of "
+    let (mode, goal) = match (config.mode, config.invert) {
+        (pitcrew_wait::Mode::All, false) => ("all", "ready"),
+        (pitcrew_wait::Mode::Any, false) => ("any one", "ready"),
+        (pitcrew_wait::Mode::All, true) => ("all", "gone"),
+        (pitcrew_wait::Mode::Any, true) => ("any one", "gone"),
     };
-    println!("would wait for {mode}these targets:");
+    println!(
+        "would wait until {mode} of these targets {} {goal}:",
+        if config.targets.len() == 1 { "is" } else { "are" }
+    );
     for target in &config.targets {
         println!("  {target}");
     }
+    let human = pitcrew_core::duration::display;
+    println!(
+        "settings: timeout={} interval={} attempt-timeout={} successes={} quiet={} db-login={} invert-dns={}",
+        config.timeout.map_or_else(|| "none".to_owned(), human),
+        human(config.interval),
+        human(config.attempt_timeout),
+        config.successes,
+        config.quiet,
+        config.probe.db_login,
+        config.invert_dns,
+    );
     if !args.command.is_empty() {
         println!("then exec: {}", args.command.join(" "));
     }

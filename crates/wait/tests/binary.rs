@@ -285,3 +285,258 @@ fn a_proxy_from_the_environment_is_announced_without_its_password() {
     assert!(text.contains("HTTP_PROXY=http://ops:***@127.0.0.1:"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// `--dry-run`'s settings line, for checking what the flags and env twins came to.
+fn dry_run_settings(command: &mut Command) -> String {
+    let output = command.arg("--dry-run").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|line| line.starts_with("settings:"))
+        .unwrap_or_else(|| panic!("no settings line: {stdout}"))
+        .to_owned()
+}
+
+/// Regression: `PITCREW_WAIT_QUIET=1`, `yes`, `on` and `TRUE` exited 64, and so did an empty
+/// value, which is what Helm renders for an unset one (`value: ""`).
+#[test]
+fn env_twins_take_the_spellings_kubernetes_users_write() {
+    for (value, quiet) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("TRUE", true),
+        ("True", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+        ("", false),
+    ] {
+        let settings = dry_run_settings(wait_cmd(&["db:5432"]).env("PITCREW_WAIT_QUIET", value));
+        assert!(
+            settings.contains(&format!("quiet={quiet}")),
+            "{value:?}: {settings}"
+        );
+    }
+    // Empty means unset: the default applies instead of "invalid duration".
+    let settings = dry_run_settings(
+        wait_cmd(&["db:5432"])
+            .env("PITCREW_WAIT_TIMEOUT", "")
+            .env("PITCREW_WAIT_INTERVAL", "")
+            .env("PITCREW_WAIT_HTTP_STATUS", ""),
+    );
+    assert!(settings.contains("timeout=5m interval=1s"), "{settings}");
+
+    let output = wait_cmd(&["--dry-run", "db:5432"])
+        .env("PITCREW_WAIT_QUIET", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(stderr(&output).contains("'maybe'"), "{}", stderr(&output));
+
+    // A YAML `|` block: one target per line.
+    let output = wait_cmd(&["--dry-run"])
+        .env("PITCREW_WAIT_TARGETS", "tcp://a:1\nredis://b:2\n\n  dns://c\n")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    for target in ["tcp://a:1", "redis://b:2", "dns://c"] {
+        assert!(stdout.contains(&format!("  {target}\n")), "{stdout}");
+    }
+}
+
+/// Regression: `--timeout 300000000000y` parsed and then panicked (exit 134, outside the
+/// exit-code table); so did `--interval 30000000000y` once the warm-up was over.
+#[test]
+fn huge_durations_are_usage_errors_not_panics() {
+    for args in [
+        &["--timeout", "300000000000y", "db:1"][..],
+        &["--interval", "30000000000y", "db:1"],
+        &["--attempt-timeout", "2y", "db:1"],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("1y"), "{}", stderr(&output));
+    }
+}
+
+/// Regression: an unreadable `--ca-file` exited 64 (the table says 66), and a typo in it went
+/// unnoticed when no https target was given. Every named file is read before any waiting.
+#[test]
+fn files_named_on_the_command_line_are_checked_up_front_with_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let empty = dir.path().join("empty-password");
+    std::fs::write(&empty, "\n").unwrap();
+    let closed = closed_target();
+    for (flag, path, code, words) in [
+        ("--ca-file", &missing, 66, "cannot read --ca-file"),
+        ("--ca-file", &junk, 78, "no certificate"),
+        ("--password-file", &missing, 66, "cannot read --password-file"),
+        ("--password-file", &empty, 78, "is empty"),
+    ] {
+        let output = run(&[flag, path.to_str().unwrap(), "--timeout", "1m", &closed]);
+        let text = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{flag} {}: {text}",
+            path.display()
+        );
+        assert!(
+            text.contains(words) && text.contains(&path.display().to_string()),
+            "{text}"
+        );
+        assert!(!text.contains("attempt 1"), "nothing is tried first: {text}");
+    }
+}
+
+/// Regression: a relative `--termination-log` was never written.
+#[test]
+fn a_relative_termination_log_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = wait_cmd(&["--termination-log", "termination-log", "ftp://nope"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let reason = std::fs::read_to_string(dir.path().join("termination-log")).unwrap();
+    assert!(reason.starts_with("invalid target \"ftp://nope\""), "{reason}");
+}
+
+/// wait-for-it and docker-compose-wait users write `host:port`.
+#[test]
+fn host_port_without_a_scheme_means_tcp() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let output = run(&["--timeout", "1m", &address]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("tcp://{address} is ready")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn successes_in_a_row_are_counted_before_ready() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://{}", listener.local_addr().unwrap());
+    let output = run(&["--timeout", "1m", "--successes", "3", &target]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("(1 of 3 in a row, --successes)"), "{text}");
+    assert!(text.contains("(2 of 3 in a row, --successes)"), "{text}");
+    assert!(text.contains(&format!("{target} is ready after")), "{text}");
+    assert!(text.contains("(3 attempts)"), "{text}");
+}
+
+/// Regression: with `--attempt-timeout` longer than `--timeout` no attempt ever finished, and
+/// the summary said "no attempt finished" instead of what the attempt was waiting for.
+#[test]
+fn an_attempt_cut_by_the_timeout_still_says_what_it_waited_for() {
+    // Accepts connections (the kernel does) and never answers a Redis PING.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("redis://{}", silent.local_addr().unwrap());
+    let output = run(&["--attempt-timeout", "1m", "--timeout", "1s", &target]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(124), "{text}");
+    assert!(
+        text.contains("--attempt-timeout 1m is longer than --timeout 1s"),
+        "{text}"
+    );
+    assert!(text.contains("(cut at --timeout)"), "{text}");
+    assert!(!text.contains("no attempt finished"), "{text}");
+}
+
+/// Regression: `--invert` took every failure as "gone". Only a refused (or unanswered)
+/// connection is: a TLS error or an HTTP error means something still answers.
+#[test]
+fn invert_counts_only_refusals_as_gone() {
+    let Some(nginx) = pitcrew_testkit::nginx::NginxPeer::start() else {
+        return;
+    };
+    let tls_to_plain_port = format!("https://127.0.0.1:{}/healthz", nginx.http_port());
+    for (target, words) in [
+        (tls_to_plain_port.as_str(), "still answering: TLS error"),
+        (&nginx.http_url("/unavailable"), "still answering: HTTP 503"),
+    ] {
+        let output = run(&["--invert", "--timeout", "1s", target]);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(124), "{target}: {text}");
+        assert!(text.contains(words), "{target}: {text}");
+    }
+    let output = run(&["--invert", "--timeout", "1m", &closed_target()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// Passwords from a mounted Secret or the clients' usual variables, for a real Redis whose
+/// password has the characters that used to break URL parsing; never shown.
+#[test]
+fn passwords_come_from_a_file_or_the_usual_variables_and_are_never_shown() {
+    let password = "p@ss:w&rd/#? %x";
+    let Some(redis) = pitcrew_testkit::redis::RedisPeer::start(Some(password)) else {
+        return;
+    };
+    let target = format!("redis://127.0.0.1:{}", redis.port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+
+    let with_file = run(&[
+        "--timeout",
+        "1m",
+        "--password-file",
+        file.to_str().unwrap(),
+        &target,
+    ]);
+    let from_env = wait_cmd(&["--timeout", "1m", &target])
+        .env("REDISCLI_AUTH", password)
+        .output()
+        .unwrap();
+    for output in [&with_file, &from_env] {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+        assert!(stderr(output).contains(":***@127.0.0.1"), "{}", stderr(output));
+        assert!(!stderr(output).contains("w&rd"), "{}", stderr(output));
+    }
+    let without = wait_cmd(&["--timeout", "1s", &target])
+        .env_remove("REDISCLI_AUTH")
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(124));
+    assert!(
+        stderr(&without).contains("authentication required"),
+        "{}",
+        stderr(&without)
+    );
+}
+
+/// `PGPASSWORD`, as libpq reads it, for a `--db-login` against a real PostgreSQL.
+#[test]
+fn pgpassword_is_used_for_the_login() {
+    use pitcrew_testkit::postgres::{self, PostgresPeer};
+    let Some(server) = PostgresPeer::start() else {
+        return;
+    };
+    let target = server.url(postgres::USER, None, postgres::DATABASE);
+    let output = wait_cmd(&["--timeout", "1m", "--db-login", &target])
+        .env("PGPASSWORD", postgres::PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let wrong = wait_cmd(&["--timeout", "1s", "--db-login", &target])
+        .env("PGPASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(124), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("password authentication failed"),
+        "{}",
+        stderr(&wrong)
+    );
+}
