@@ -1,14 +1,25 @@
 //! The manifests in `examples/` are valid Kubernetes objects, and every `pitcrew/wait`
-//! container in them has arguments and env settings that `pitcrew-wait` accepts.
+//! container in them is accepted by the real binary, run the way the kubelet would run it.
 //!
-//! A broken example is worse than none: people copy them into pod specs.
+//! A broken example is worse than none: people copy them into pod specs. So the check is not a
+//! re-implementation of the CLI's rules: each container's `args` (with `$(VAR)` expanded as the
+//! kubelet does) and `env` (exactly as given: an empty value stays empty, a Secret becomes a
+//! password full of URL-special characters) go to `pitcrew-wait --dry-run`, which must accept
+//! them. Files the container would find in its volumes (a CA bundle from a ConfigMap, a
+//! password from a Secret) are made in a temp dir and the paths pointed there.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use clap::CommandFactory as _;
-use pitcrew_wait::cli::Args;
 use yaml_rust2::{Yaml, YamlLoader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-wait");
+
+/// What a `secretKeyRef` or `configMapKeyRef` stands for here: the characters that used to
+/// break URL parsing (`&`, `/`, `#`, `?`, `@`, `:`, a space), so an example that substitutes a
+/// secret into a URL must survive a hostile one.
+const SECRET: &str = "s3cr3t&/#?@:x y";
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -20,13 +31,18 @@ fn text<'a>(yaml: &'a Yaml, key: &str, context: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{context}: `{key}` missing or not a string"))
 }
 
-/// The pod template's spec of the workload kinds the examples use.
-fn pod_spec<'a>(doc: &'a Yaml, context: &str) -> &'a Yaml {
+/// The pod template's spec of the workload kinds the examples use; `None` for the other kinds
+/// they may hold (RBAC objects, Services), which only need their identity.
+fn pod_spec<'a>(doc: &'a Yaml, context: &str) -> Option<&'a Yaml> {
     let (api, kind) = (text(doc, "apiVersion", context), text(doc, "kind", context));
     let spec = match (api, kind) {
         ("v1", "Pod") => &doc["spec"],
         ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet") | ("batch/v1", "Job") => {
             &doc["spec"]["template"]["spec"]
+        }
+        ("v1", "ServiceAccount" | "Service" | "ConfigMap" | "Secret")
+        | ("rbac.authorization.k8s.io/v1", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding") => {
+            return None;
         }
         _ => panic!("{context}: unexpected apiVersion/kind {api}/{kind}"),
     };
@@ -52,98 +68,162 @@ fn pod_spec<'a>(doc: &'a Yaml, context: &str) -> &'a Yaml {
         }
     }
     assert!(spec.as_hash().is_some(), "{context}: pod spec missing");
-    spec
+    Some(spec)
 }
 
-/// Expands `$(VAR)` the way the kubelet does for args, with a placeholder for declared vars.
-fn expand(arg: &str, declared: &HashSet<String>, context: &str) -> String {
+/// Expands `$(VAR)` the way the kubelet does in `args`: a declared variable is replaced, `$$`
+/// is a literal `$`, and a reference to an undeclared variable stays as written.
+fn expand(arg: &str, env: &HashMap<String, String>) -> String {
     let mut out = String::new();
     let mut rest = arg;
-    while let Some(start) = rest.find("$(") {
+    while let Some(start) = rest.find('$') {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find(')')
-            .map_or_else(|| panic!("{context}: unclosed $( in {arg:?}"), |end| start + end);
-        let name = &rest[start + 2..end];
-        assert!(
-            declared.contains(name),
-            "{context}: $({name}) in args but no env var {name} declared"
-        );
-        out.push_str("placeholder");
-        rest = &rest[end + 1..];
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|inner| inner.split_once(')')) {
+            if let Some(value) = env.get(name) {
+                out.push_str(value);
+            } else {
+                out.push_str("$(");
+                out.push_str(name);
+                out.push(')');
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
     }
     out.push_str(rest);
     out
 }
 
-fn check_wait_container(container: &Yaml, context: &str) -> usize {
-    let env = container["env"].as_vec().cloned().unwrap_or_default();
-    let declared: HashSet<String> = env
-        .iter()
-        .map(|var| text(var, "name", context).to_owned())
-        .collect();
-    let mut args: Vec<String> = container["args"]
+/// The container's env as the process would see it; Secret and ConfigMap references become
+/// [`SECRET`].
+fn container_env(container: &Yaml, context: &str) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    for var in container["env"].as_vec().into_iter().flatten() {
+        let name = text(var, "name", context).to_owned();
+        let value = match (&var["value"], &var["valueFrom"]) {
+            (Yaml::String(value), _) => expand(value, &env),
+            (Yaml::BadValue, Yaml::Hash(_)) => SECRET.to_owned(),
+            (Yaml::BadValue, Yaml::BadValue) => String::new(),
+            (other, _) => panic!("{context}: env {name} must be a string, got {other:?}"),
+        };
+        env.insert(name, value);
+    }
+    env
+}
+
+/// Points every path under one of the container's volume mounts at a stand-in under `root`,
+/// and makes the file there: a CA certificate for `.crt`/`.pem`, else a password.
+fn with_volumes(value: &str, mounts: &[String], root: &Path, ca: &Path) -> String {
+    let Some(mount) = mounts.iter().find(|mount| value.contains(mount.as_str())) else {
+        return value.to_owned();
+    };
+    let start = value.find(mount.as_str()).unwrap();
+    let end = value[start..]
+        .find(['&', ' ', '"', '\''])
+        .map_or(value.len(), |end| start + end);
+    let path = &value[start..end];
+    let stand_in = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(stand_in.parent().unwrap()).unwrap();
+    let extension = Path::new(path)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .unwrap_or_default();
+    if matches!(extension, "crt" | "pem") {
+        std::fs::copy(ca, &stand_in).unwrap();
+    } else if !stand_in.exists() {
+        std::fs::write(&stand_in, format!("{SECRET}\n")).unwrap();
+    }
+    format!("{}{}{}", &value[..start], stand_in.display(), &value[end..])
+}
+
+/// Runs one `pitcrew/wait` container's args and env through `pitcrew-wait --dry-run`.
+fn check_wait_container(container: &Yaml, context: &str) {
+    let files = tempfile::tempdir().unwrap();
+    let ca = pitcrew_testkit::certs::write(files.path(), &["localhost"]).ca;
+    let root = files.path().join("volumes");
+    let mounts: Vec<String> = container["volumeMounts"]
         .as_vec()
-        .unwrap_or_else(|| panic!("{context}: a pitcrew/wait container needs args"))
-        .iter()
-        .map(|arg| expand(arg.as_str().expect("args are strings"), &declared, context))
+        .into_iter()
+        .flatten()
+        .map(|mount| text(mount, "mountPath", context).to_owned())
         .collect();
-
-    // Env twins: every PITCREW_* variable must be one pitcrew-wait reads. Its value is checked
-    // by passing it as the flag it stands for (clap reads env only from this process).
-    let command = Args::command();
-    for var in &env {
-        let name = text(var, "name", context);
-        if !name.starts_with("PITCREW_") {
-            continue;
-        }
-        let arg = command
-            .get_arguments()
-            .find(|arg| arg.get_env().is_some_and(|env| env == name))
-            .unwrap_or_else(|| panic!("{context}: {name} is not an env twin of any pitcrew-wait flag"));
-        let value = var["value"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{context}: {name} needs a literal value"));
-        let long = arg
-            .get_long()
-            .unwrap_or_else(|| panic!("{context}: {name} twins a positional"));
-        if arg.get_action().takes_values() {
-            args.extend([format!("--{long}"), value.to_owned()]);
-        } else if !matches!(value, "" | "false" | "0" | "no" | "off") {
-            args.push(format!("--{long}"));
+    let env: HashMap<String, String> = container_env(container, context)
+        .into_iter()
+        .map(|(name, value)| {
+            let value = with_volumes(&value, &mounts, &root, &ca);
+            (name, value)
+        })
+        .collect();
+    // No args is fine when PITCREW_WAIT_TARGETS names the targets; the binary decides.
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .map(|arg| {
+            let arg = arg
+                .as_str()
+                .unwrap_or_else(|| panic!("{context}: args must be strings"));
+            with_volumes(&expand(arg, &env), &mounts, &root, &ca)
+        })
+        .collect();
+    for var in env.keys() {
+        if var.starts_with("PITCREW_") {
+            assert!(
+                is_env_twin(var),
+                "{context}: {var} is not an env twin of any pitcrew-wait flag"
+            );
         }
     }
-    let parsed =
-        Args::try_parse_from_args(&args).unwrap_or_else(|err| panic!("{context}: args rejected: {err}"));
-    let config = parsed.config().unwrap_or_else(|err| panic!("{context}: {err}"));
-    assert!(!config.targets.is_empty(), "{context}: no target");
-    config.targets.len()
+    let output = Command::new(BIN)
+        .arg("--dry-run")
+        .args(&args)
+        .env_clear()
+        .envs(&env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{context}: pitcrew-wait --dry-run rejected args {args:?} with env {env:?}:\n{stderr}"
+    );
+    assert!(
+        stdout.lines().any(|line| line.starts_with("  ")),
+        "{context}: no target:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cr3t") && !stderr.contains("s3cr3t"),
+        "{context}: a secret reached the output:\n{stdout}{stderr}"
+    );
 }
 
-/// Builds `Args` from a container's args without reading this process's environment.
-trait ParseFromArgs: Sized {
-    fn try_parse_from_args(args: &[String]) -> Result<Self, clap::Error>;
-}
-
-impl ParseFromArgs for Args {
-    fn try_parse_from_args(args: &[String]) -> Result<Self, clap::Error> {
-        use clap::Parser as _;
-        Args::try_parse_from(std::iter::once("pitcrew-wait".to_owned()).chain(args.iter().cloned()))
-    }
+/// Whether `name` is a `PITCREW_*` variable the binary reads (from its `--help`).
+fn is_env_twin(name: &str) -> bool {
+    use std::sync::OnceLock;
+    static HELP: OnceLock<String> = OnceLock::new();
+    let help = HELP.get_or_init(|| {
+        let output = Command::new(BIN).arg("--help").output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    });
+    help.contains(&format!("[env: {name}="))
 }
 
 #[test]
-fn every_example_is_valid_and_its_wait_arguments_parse() {
+fn every_example_is_valid_and_the_binary_accepts_its_wait_containers() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
         .expect("examples/ exists")
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 4,
-        "the issue asks for at least four wait patterns: {files:?}"
-    );
+    assert!(files.len() >= 5, "the wait patterns: {files:?}");
 
     let mut wait_containers = 0;
     for file in &files {
@@ -151,10 +231,13 @@ fn every_example_is_valid_and_its_wait_arguments_parse() {
         let docs = YamlLoader::load_from_str(&source)
             .unwrap_or_else(|err| panic!("{}: invalid YAML: {err}", file.display()));
         assert!(!docs.is_empty(), "{}: empty", file.display());
+        let mut in_file = 0;
         for doc in &docs {
             let name = text(&doc["metadata"], "name", &file.display().to_string());
             let context = format!("{} ({name})", file.display());
-            let spec = pod_spec(doc, &context);
+            let Some(spec) = pod_spec(doc, &context) else {
+                continue;
+            };
             let mut names = HashSet::new();
             for list in ["initContainers", "containers"] {
                 for container in spec[list].as_vec().into_iter().flatten() {
@@ -170,7 +253,7 @@ fn every_example_is_valid_and_its_wait_arguments_parse() {
                             "{context}: wait belongs in initContainers"
                         );
                         check_wait_container(container, &format!("{context} container {container_name}"));
-                        wait_containers += 1;
+                        in_file += 1;
                     }
                 }
             }
@@ -179,6 +262,16 @@ fn every_example_is_valid_and_its_wait_arguments_parse() {
                 "{context}: no app container"
             );
         }
+        assert!(in_file > 0, "{}: uses no pitcrew/wait container", file.display());
+        wait_containers += in_file;
     }
-    assert!(wait_containers >= files.len(), "every example uses pitcrew/wait");
+    assert!(wait_containers >= files.len());
+}
+
+/// The emulation of the kubelet's `$(VAR)` expansion itself.
+#[test]
+fn args_expand_like_the_kubelet() {
+    let env = HashMap::from([("PW".to_owned(), "a b".to_owned())]);
+    assert_eq!(expand("redis://:$(PW)@c", &env), "redis://:a b@c");
+    assert_eq!(expand("$$(PW) $(NOPE) $x", &env), "$(PW) $(NOPE) $x");
 }
