@@ -303,26 +303,10 @@ fn dns_names_resolve_through_the_containers_resolv_conf_and_search_domain() {
     };
     // As Kubernetes writes it for a pod: our nameserver and a search domain, so `db` means
     // db.pitcrew.test, resolved by musl's resolver inside the image.
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        format!("nameserver {address}\nsearch pitcrew.test\noptions ndots:1\n"),
-    )
-    .unwrap();
-    set_mode(&resolv, 0o644);
-    let mount = format!("{}:/etc/resolv.conf:ro", resolv.display());
-    let with_resolver = |extra: &[&str]| -> Finished {
-        let mut args = vec![
-            "-v",
-            mount.as_str(),
-            "--network",
-            "host",
-            "--read-only",
-            WAIT_IMAGE,
-        ];
-        args.extend_from_slice(extra);
-        run(&args, RUN_DEADLINE)
-    };
+    let resolv = ResolvConf::new(&format!(
+        "nameserver {address}\nsearch pitcrew.test\noptions ndots:1\n"
+    ));
+    let with_resolver = |extra: &[&str]| -> Finished { run(&as_strs(&resolv.args(extra)), RUN_DEADLINE) };
 
     let found = with_resolver(&["dns://db", "--timeout", "30s"]);
     assert_eq!(found.code, 0, "{}", describe(&found));
@@ -388,23 +372,8 @@ fn a_resolver_that_never_answers_delays_neither_exit_nor_exec_nor_sigterm() {
     let Some((_silent, address)) = silent_resolver() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        format!("nameserver {address}\noptions timeout:30 attempts:5\n"),
-    )
-    .unwrap();
-    set_mode(&resolv, 0o644);
-    let mount = format!("{}:/etc/resolv.conf:ro", resolv.display());
-    let args = |extra: &[&'static str]| -> Vec<String> {
-        let mut args: Vec<String> = ["-v", &mount, "--network", "host", "--read-only", WAIT_IMAGE]
-            .iter()
-            .map(|arg| (*arg).to_owned())
-            .collect();
-        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        args
-    };
+    let resolv = ResolvConf::new(&format!("nameserver {address}\noptions timeout:30 attempts:5\n"));
+    let args = |extra: &[&str]| resolv.args(extra);
     // Far below the minutes a hung lookup lasts, far above a slow container start.
     let bound = Duration::from_secs(60);
     let hung = "tcp://db.pitcrew.test:5432";
@@ -449,6 +418,35 @@ fn a_resolver_that_never_answers_delays_neither_exit_nor_exec_nor_sigterm() {
     let logs = waiting.logs();
     assert_eq!(code, 143, "{logs}");
     assert!(took < bound, "SIGTERM took {took:?}; {logs}");
+}
+
+/// A resolv.conf of the test's own, mounted over the image's.
+struct ResolvConf {
+    _dir: tempfile::TempDir,
+    mount: String,
+}
+
+impl ResolvConf {
+    fn new(content: &str) -> ResolvConf {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, content).unwrap();
+        set_mode(&path, 0o644);
+        ResolvConf {
+            mount: format!("{}:/etc/resolv.conf:ro", path.display()),
+            _dir: dir,
+        }
+    }
+
+    /// `docker run` arguments: the mount, host loopback, read-only root, the image, `extra`.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = ["-v", &self.mount, "--network", "host", "--read-only", WAIT_IMAGE]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
 }
 
 fn as_strs(args: &[String]) -> Vec<&str> {

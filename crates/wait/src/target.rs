@@ -418,9 +418,12 @@ fn dns(url: &Url) -> Result<Target, String> {
     ))
 }
 
-/// The user, password and database name common to database URLs.
+/// The user (required), password and database name common to database URLs.
 fn credentials(url: &Url) -> Result<(String, Option<String>, Option<String>), String> {
     let user = decode(url.username(), "user name")?;
+    if user.is_empty() {
+        return Err(missing_user(url));
+    }
     let password = url
         .password()
         .map(|password| decode(password, "password"))
@@ -455,9 +458,6 @@ fn ca_param(value: &str, name: &str) -> Result<PathBuf, String> {
 fn postgres(url: &Url) -> Result<Target, String> {
     const ACCEPTED: &[&str] = &["sslmode", "sslrootcert", "host"];
     let (user, password, database) = credentials(url)?;
-    if user.is_empty() {
-        return Err(missing_user(url));
-    }
     let mut tls = None;
     let mut ca_file = None;
     let mut socket_dir = None;
@@ -525,9 +525,6 @@ fn postgres(url: &Url) -> Result<Target, String> {
 fn mysql(url: &Url) -> Result<Target, String> {
     const ACCEPTED: &[&str] = &["ssl-mode", "sslmode", "sslMode", "tls", "ssl-ca", "socket"];
     let (user, password, database) = credentials(url)?;
-    if user.is_empty() {
-        return Err(missing_user(url));
-    }
     let mut tls = None;
     let mut ca_file = None;
     let mut socket = None;
