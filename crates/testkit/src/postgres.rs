@@ -9,6 +9,12 @@
 //! [`MD5_USER`] (MD5 in `pg_hba.conf`) and [`PLAIN_USER`] (cleartext `password` method), so a
 //! client can be tested against every password exchange PostgreSQL offers without TLS.
 //! `initdb` takes about a second here, so each peer simply runs its own.
+//!
+//! TLS is off unless asked for ([`PreparedPostgres::with_tls`]): then the server offers TLS
+//! with a certificate from a throw-away CA ([`crate::certs`]), and the role [`TLS_USER`] may
+//! connect over TCP only with TLS (`hostssl`), so a client that logs in as it proves it used
+//! TLS. Every peer also listens on a Unix socket in [`PostgresPeer::socket_dir`], where every
+//! role is trusted (`local all all trust`).
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,6 +24,7 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
+use crate::certs::TestCertificates;
 use crate::process::{ServerProcess, chown, run, user_ids};
 
 /// The SCRAM-SHA-256 role, which owns [`DATABASE`].
@@ -26,12 +33,17 @@ pub const USER: &str = "app";
 pub const MD5_USER: &str = "app_md5";
 /// A role that logs in with a cleartext password.
 pub const PLAIN_USER: &str = "app_plain";
+/// A SCRAM-SHA-256 role that, on a peer started [`PreparedPostgres::with_tls`], may connect
+/// over TCP only with TLS; so may every role made a member of it (`IN ROLE app_tls`).
+/// Without TLS on the peer it is like [`USER`].
+pub const TLS_USER: &str = "app_tls";
 /// Every role's password.
 pub const PASSWORD: &str = "app-secret";
 /// The database [`USER`] owns.
 pub const DATABASE: &str = "app";
 
-/// Who may connect how: the order matters (first match wins).
+/// Who may connect how: the order matters (first match wins). [`TLS_HBA`] goes between the
+/// first line and the rest when TLS is on.
 const PG_HBA: &str = "\
 local all all trust
 host all app_md5 127.0.0.1/32 md5
@@ -39,10 +51,18 @@ host all app_plain 127.0.0.1/32 password
 host all all 127.0.0.1/32 scram-sha-256
 ";
 
+/// [`TLS_USER`] and its members (`+`: a role counts as a member of itself) over TCP: TLS or
+/// nothing.
+const TLS_HBA: &str = "\
+hostnossl all +app_tls 127.0.0.1/32 reject
+hostssl all +app_tls 127.0.0.1/32 scram-sha-256
+";
+
 /// Single-user mode reads one statement per line.
 const SETUP_SQL: &str = "\
 CREATE ROLE app LOGIN PASSWORD 'app-secret';
 CREATE ROLE app_plain LOGIN PASSWORD 'app-secret';
+CREATE ROLE app_tls LOGIN PASSWORD 'app-secret';
 SET password_encryption = 'md5';
 CREATE ROLE app_md5 LOGIN PASSWORD 'app-secret';
 CREATE DATABASE app OWNER app;
@@ -55,14 +75,17 @@ pub struct PreparedPostgres {
     bin: PathBuf,
     port: u16,
     settings: Vec<String>,
+    tls: Option<TestCertificates>,
 }
 
 /// A running PostgreSQL server; stopped (fast shutdown) when dropped.
 pub struct PostgresPeer {
-    // Declared before `_dir` so the server stops before its directory is removed.
+    // Declared before `dir` so the server stops before its directory is removed.
     _server: ServerProcess,
-    _dir: TempDir,
+    dir: TempDir,
+    bin: PathBuf,
     port: u16,
+    tls: Option<TestCertificates>,
 }
 
 fn bin_dir() -> Option<PathBuf> {
@@ -120,7 +143,6 @@ impl PostgresPeer {
                 .current_dir(dir.path()),
             "initdb",
         );
-        std::fs::write(data.join("pg_hba.conf"), PG_HBA).expect("write pg_hba.conf");
         let setup = dir.path().join("setup.sql");
         std::fs::write(&setup, SETUP_SQL).expect("write setup.sql");
         run(
@@ -137,6 +159,7 @@ impl PostgresPeer {
             bin,
             port: crate::free_port(),
             settings: Vec::new(),
+            tls: None,
         })
     }
 
@@ -153,6 +176,59 @@ impl PostgresPeer {
     /// `postgres://user[:password]@127.0.0.1:PORT/database`.
     pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
         url(self.port, user, password, database)
+    }
+
+    /// The directory holding the server's Unix socket (`.s.PGSQL.PORT`); every role is
+    /// trusted there.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `postgres://user[:password]@localhost:PORT/database?host=SOCKET_DIR`: the Unix socket.
+    pub fn socket_url(&self, user: &str, password: Option<&str>, database: &str) -> String {
+        let credentials = match password {
+            Some(password) => format!("{user}:{password}"),
+            None => user.to_owned(),
+        };
+        format!(
+            "postgres://{credentials}@localhost:{}/{database}?host={}",
+            self.port,
+            self.socket_dir().display()
+        )
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    ///
+    /// # Panics
+    ///
+    /// When the peer was not started [`PreparedPostgres::with_tls`].
+    pub fn ca_pem_path(&self) -> PathBuf {
+        self.tls
+            .as_ref()
+            .map(|certs| certs.ca.clone())
+            .expect("this PostgreSQL peer was started without TLS")
+    }
+
+    /// Runs `sql` as the superuser with `psql` over the Unix socket (e.g. to create a role
+    /// for one test); panics with psql's output when it fails.
+    pub fn psql(&self, sql: &str) {
+        run(
+            Command::new(self.bin.join("psql"))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+                .arg(self.socket_dir())
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    sql,
+                ])
+                .env("LC_ALL", "C"),
+            "psql",
+        );
     }
 }
 
@@ -174,6 +250,26 @@ impl PreparedPostgres {
         self
     }
 
+    /// Turns TLS on, with a certificate for `names` (DNS names or IP addresses) signed by a
+    /// CA made for this peer ([`PostgresPeer::ca_pem_path`]); [`TLS_USER`] then needs TLS.
+    #[must_use]
+    pub fn with_tls(mut self, names: &[&str]) -> PreparedPostgres {
+        let certs = crate::certs::write(self.dir.path(), names);
+        // PostgreSQL refuses a key it does not own (unless root owns it, mode 0640), and it
+        // must be able to read all three files.
+        let (uid, gid) = user_ids("postgres");
+        for path in [&certs.ca, &certs.cert, &certs.key] {
+            chown(path, uid, gid);
+        }
+        self.settings.push("ssl=on".into());
+        self.settings
+            .push(format!("ssl_cert_file={}", certs.cert.display()));
+        self.settings
+            .push(format!("ssl_key_file={}", certs.key.display()));
+        self.tls = Some(certs);
+        self
+    }
+
     /// Starts the server and waits (generously) until `pg_isready` says it accepts connections.
     pub fn start(self) -> PostgresPeer {
         let PreparedPostgres {
@@ -181,7 +277,16 @@ impl PreparedPostgres {
             bin,
             port,
             settings,
+            tls,
         } = self;
+        // Written here rather than at `prepare`, since it depends on TLS. A `hostssl` line
+        // on a server without TLS would only earn a warning, but would make the TLS-only role
+        // mean nothing there.
+        let hba = match (&tls, PG_HBA.split_once('\n')) {
+            (Some(_), Some((local, host))) => format!("{local}\n{TLS_HBA}{host}"),
+            _ => PG_HBA.to_owned(),
+        };
+        std::fs::write(dir.path().join("data/pg_hba.conf"), hba).expect("write pg_hba.conf");
         let log_path = dir.path().join("postgres.log");
         let log = File::create(&log_path).expect("create postgres.log");
         let (uid, gid) = user_ids("postgres");
@@ -217,8 +322,10 @@ impl PreparedPostgres {
         });
         PostgresPeer {
             _server: server,
-            _dir: dir,
+            dir,
+            bin,
             port,
+            tls,
         }
     }
 }

@@ -9,21 +9,38 @@
 //! 53300 (too many connections) is not ready, because the app, which needs a connection,
 //! would fail exactly the same way.
 //!
+//! TLS follows libpq's `sslmode` (parsed in `target.rs`): the client sends an `SSLRequest`
+//! first, the server answers `S` (then the TLS handshake, then the startup message inside
+//! it) or `N` (no TLS here). `require`, `verify-ca` and `verify-full` always negotiate, even
+//! without a login, because "the server offers a certificate we trust" is part of what they
+//! ask for; an `N` is then not ready. `prefer` (the default, like libpq's) negotiates only
+//! when logging in: a bare readiness check stays one round trip like `pg_isready` without
+//! TLS, and what it learns (the server answers) does not depend on encryption. When logging
+//! in, `prefer` takes TLS when offered, plaintext on an `N`, and — as libpq does — a fresh
+//! plaintext connection when the handshake itself fails. Unix sockets never use TLS. No
+//! client certificates, no channel binding (SCRAM-SHA-256 without `-PLUS`), no GSSAPI
+//! encryption.
+//!
+//! Every read and write is bounded by the attempt's deadline and, when that runs out, says
+//! which answer it was waiting for ("no answer to SSLRequest within 5s").
+//!
 //! Frontend messages and the MD5/SCRAM-SHA-256 computations come from `postgres-protocol`.
 //! Backend messages are read by the small parser here rather than the crate's
 //! `Message::parse`: that one reserves whatever length the peer claims (we cap it), and its
-//! field iterators need the `fallible-iterator` trait for two trivial lists. No TLS: a server
-//! that insists on it rejects us with a `pg_hba.conf` message, which we pass on.
+//! field iterators need the `fallible-iterator` trait for two trivial lists.
+
+use std::time::Duration;
 
 use bytes::BytesMut;
+use pitcrew_core::duration::display as human;
 use postgres_protocol::authentication::{md5_hash, sasl};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::net::{Stream, connect};
-use super::{NotReady, printable};
-use crate::target::DatabaseTarget;
+use super::{NotReady, describe_io, printable};
+use crate::target::{Address, DatabaseTarget, TlsMode};
 use crate::tls::Tls;
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
@@ -34,11 +51,34 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub async fn check(
     target: &DatabaseTarget,
     login: bool,
-    _tls: Option<&Tls>,
+    tls: Option<&Tls>,
     deadline: Instant,
 ) -> Result<(), NotReady> {
-    let stream = connect(&target.address, deadline).await?;
-    let mut conn = Connection { stream };
+    let password = if login { target.password.as_deref() } else { None };
+    let (mut conn, tls_failed) = open(target, password.is_some(), tls, deadline).await?;
+    let result = converse(&mut conn, target, login, password).await;
+    match (result, tls_failed) {
+        // The plaintext retry failed too; the TLS failure may be the one that matters.
+        (Err(err), Some(failed)) => Err(without_tls(&err, &failed)),
+        (result, _) => result,
+    }
+}
+
+/// A failure on the plaintext retry, with the handshake failure that led to it.
+fn without_tls(err: &NotReady, tls_failed: &NotReady) -> NotReady {
+    NotReady {
+        kind: err.kind,
+        reason: format!("{err} (without TLS, after: {tls_failed})"),
+    }
+}
+
+/// The startup message and what follows it, over an open connection.
+async fn converse(
+    conn: &mut Connection,
+    target: &DatabaseTarget,
+    login: bool,
+    password: Option<&str>,
+) -> Result<(), NotReady> {
     let database = target.database.as_deref().unwrap_or(&target.user);
     let mut buf = BytesMut::new();
     frontend::startup_message(
@@ -50,19 +90,104 @@ pub async fn check(
         &mut buf,
     )
     .map_err(|err| NotReady::present(format!("cannot encode the startup message: {err}")))?;
-    conn.send(&buf).await?;
+    conn.send(&buf, "the startup message").await?;
 
-    let password = if login { target.password.as_deref() } else { None };
     let Some(password) = password else {
-        return ping(&mut conn, login).await;
+        return ping(conn, login).await;
     };
-    authenticate(&mut conn, &target.user, password).await?;
-    query_select_one(&mut conn).await?;
+    authenticate(conn, &target.user, password).await?;
+    query_select_one(conn).await?;
     buf.clear();
     frontend::terminate(&mut buf);
     // The answer is in; a failed goodbye changes nothing.
-    let _ = conn.send(&buf).await;
+    let _ = conn.send(&buf, "Terminate").await;
     Ok(())
+}
+
+/// Connects and, when the mode calls for it, negotiates TLS: the connection the startup
+/// message goes over, and why TLS failed if `prefer` fell back to plaintext after a failed
+/// handshake. See the module comment for when TLS is tried.
+async fn open(
+    target: &DatabaseTarget,
+    logging_in: bool,
+    tls: Option<&Tls>,
+    deadline: Instant,
+) -> Result<(Connection, Option<NotReady>), NotReady> {
+    let mode = target.tls;
+    let host = match &target.address {
+        Address::Tcp(address) => Some(address.host.as_str()),
+        Address::Unix(_) => None,
+    };
+    let negotiate = match mode {
+        TlsMode::Disable => false,
+        TlsMode::Prefer => logging_in,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => true,
+    };
+    let stream = connect(&target.address, deadline).await?;
+    let mut conn = Connection::new(stream, deadline);
+    let (Some(host), true) = (host, negotiate) else {
+        return Ok((conn, None));
+    };
+    // The prober prepares TLS whenever a target may use it; a caller without a TLS set-up
+    // (tests of the plaintext protocol) can still use what needs none.
+    let config = tls.and_then(|tls| {
+        tls.config(mode, target.ca_file.as_deref())
+            .map(|config| (tls, config))
+    });
+    let Some((tls, config)) = config else {
+        return if mode.allows_plaintext() {
+            Ok((conn, None))
+        } else {
+            Err(NotReady::unknown(
+                "internal error: the TLS set-up was not prepared",
+            ))
+        };
+    };
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    conn.send(&request, "SSLRequest").await?;
+    match conn.receive_byte().await? {
+        b'S' => match tls.handshake(conn.stream, host, config, deadline).await {
+            Ok(stream) => Ok((Connection::new(stream, deadline), None)),
+            // libpq retries a failed handshake without TLS when plaintext is acceptable.
+            // Only with time left: a handshake that used it all up says so instead.
+            Err(failed) if mode.allows_plaintext() && Instant::now() < deadline => {
+                tracing::debug!("{}: {failed}; trying again without TLS", target.address);
+                let stream = connect(&target.address, deadline)
+                    .await
+                    .map_err(|err| without_tls(&err, &failed))?;
+                Ok((Connection::new(stream, deadline), Some(failed)))
+            }
+            Err(failed) => Err(failed),
+        },
+        b'N' if mode.allows_plaintext() => Ok((conn, None)),
+        b'N' => Err(NotReady::present(format!(
+            "server does not support TLS (sslmode={})",
+            sslmode_name(mode)
+        ))),
+        // A server that cannot even fork a backend answers with an error message instead.
+        b'E' => {
+            let body = conn.receive_body(b'E', Instant::now()).await?;
+            Err(NotReady::present(format!(
+                "server answered SSLRequest with an error: {}",
+                ErrorFields::parse(&body).message_or_code()
+            )))
+        }
+        other => Err(NotReady::present(format!(
+            "unexpected answer {:?} to SSLRequest; is this a PostgreSQL server?",
+            char::from(other)
+        ))),
+    }
+}
+
+fn sslmode_name(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::Disable => "disable",
+        TlsMode::Prefer => "prefer",
+        TlsMode::Require => "require",
+        TlsMode::VerifyCa => "verify-ca",
+        TlsMode::VerifyFull => "verify-full",
+    }
 }
 
 /// `pg_isready` semantics: the first answer to the startup message decides.
@@ -123,12 +248,15 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
                         let mechanisms = cstrings(data);
                         if !mechanisms.contains(&sasl::SCRAM_SHA_256) {
                             return Err(NotReady::present(format!(
-                                "server offers SASL mechanisms {} but pitcrew-wait only speaks {} (without TLS)",
+                                "server offers SASL mechanisms {} but pitcrew-wait only speaks {} (no channel binding)",
                                 mechanisms.join(", "),
                                 sasl::SCRAM_SHA_256
                             )));
                         }
-                        // No TLS, so no channel binding to offer.
+                        // Channel binding (SCRAM-SHA-256-PLUS) is not offered: the TLS layer
+                        // is shared code that does not expose the server's certificate, and
+                        // a server accepts plain SCRAM-SHA-256 either way (only a client can
+                        // insist on binding).
                         let state = sasl::ScramSha256::new(
                             password.as_bytes(),
                             sasl::ChannelBinding::unsupported(),
@@ -167,7 +295,7 @@ async fn authenticate(conn: &mut Connection, user: &str, password: &str) -> Resu
                     }
                 }
                 .map_err(|err| NotReady::present(format!("cannot encode the password message: {err}")))?;
-                conn.send(&buf).await?;
+                conn.send(&buf, "the password message").await?;
             }
             b'Z' => return Ok(()),
             b'E' => return classify_error(&ErrorFields::parse(&message.body), true),
@@ -182,7 +310,7 @@ async fn query_select_one(conn: &mut Connection) -> Result<(), NotReady> {
     let mut buf = BytesMut::new();
     frontend::query("SELECT 1", &mut buf)
         .map_err(|err| NotReady::present(format!("cannot encode the query: {err}")))?;
-    conn.send(&buf).await?;
+    conn.send(&buf, "SELECT 1").await?;
     let mut answered = false;
     loop {
         let message = conn.receive().await?;
@@ -222,24 +350,83 @@ struct Message {
     body: Vec<u8>,
 }
 
+/// A connection with the attempt's deadline, which bounds every read and write.
 struct Connection {
     stream: Stream,
+    deadline: Instant,
+    /// What the next reply answers ("SSLRequest", "the startup message"), to say what was
+    /// not answered when time runs out or the peer hangs up.
+    awaiting: &'static str,
 }
 
 impl Connection {
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), NotReady> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
+    fn new(stream: Stream, deadline: Instant) -> Connection {
+        Connection {
+            stream,
+            deadline,
+            awaiting: "the connection",
+        }
+    }
+
+    /// Sends `bytes` (the message `what`), which the next reply then answers.
+    async fn send(&mut self, bytes: &[u8], what: &'static str) -> Result<(), NotReady> {
+        self.awaiting = what;
+        let started = Instant::now();
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            // TLS buffers what it encrypts.
+            self.stream.flush().await
+        };
+        match tokio::time::timeout_at(self.deadline, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(NotReady::present(format!("{} sending {what}", describe_io(&err)))),
+            Err(_) => Err(NotReady::present(format!(
+                "could not send {what} within {}",
+                human(started.elapsed())
+            ))),
+        }
+    }
+
+    /// Reads exactly `into.len()` bytes of the reply to what was sent last.
+    async fn read(&mut self, into: &mut [u8], started: Instant) -> Result<(), NotReady> {
+        match tokio::time::timeout_at(self.deadline, self.stream.read_exact(into)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(NotReady::present(format!(
+                "{} after {}",
+                describe_io(&err),
+                self.awaiting
+            ))),
+            Err(_) => Err(NotReady::present(no_answer(self.awaiting, started.elapsed()))),
+        }
+    }
+
+    /// The one-byte answer to `SSLRequest`.
+    async fn receive_byte(&mut self) -> Result<u8, NotReady> {
+        let mut byte = [0u8];
+        self.read(&mut byte, Instant::now()).await?;
+        Ok(byte[0])
+    }
+
+    /// The length and body of a message whose type byte was read already.
+    async fn receive_body(&mut self, tag: u8, started: Instant) -> Result<Vec<u8>, NotReady> {
+        let mut header = [tag, 0, 0, 0, 0];
+        self.read(&mut header[1..], started).await?;
+        let mut body = vec![0u8; body_length(header)?];
+        self.read(&mut body, started).await?;
+        Ok(body)
     }
 
     async fn receive(&mut self) -> Result<Message, NotReady> {
-        let mut header = [0u8; 5];
-        self.stream.read_exact(&mut header).await?;
-        let length = body_length(header)?;
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).await?;
-        Ok(Message { tag: header[0], body })
+        let started = Instant::now();
+        let mut tag = [0u8];
+        self.read(&mut tag, started).await?;
+        let body = self.receive_body(tag[0], started).await?;
+        Ok(Message { tag: tag[0], body })
     }
+}
+
+fn no_answer(what: &str, waited: Duration) -> String {
+    format!("no answer to {what} within {}", human(waited))
 }
 
 /// The body length from a message header (type byte, then a big-endian length that counts
