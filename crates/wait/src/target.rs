@@ -81,6 +81,17 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
+    /// The mode as libpq's `sslmode` spells it, for log lines and the target's display.
+    pub fn sslmode(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
     /// Whether plaintext is acceptable when the server does not offer TLS.
     pub fn allows_plaintext(self) -> bool {
         matches!(self, TlsMode::Disable | TlsMode::Prefer)
@@ -460,6 +471,7 @@ fn postgres(url: &Url) -> Result<Target, String> {
     let (user, password, database) = credentials(url)?;
     let mut tls = None;
     let mut ca_file = None;
+    let mut system_roots = false;
     let mut socket_dir = None;
     for (name, value) in params(url, ACCEPTED, "postgres")? {
         match name.as_str() {
@@ -479,6 +491,8 @@ fn postgres(url: &Url) -> Result<Target, String> {
                     }
                 });
             }
+            // PostgreSQL 16's `system`: the system's roots, which the shared set-up has.
+            "sslrootcert" if value == "system" => system_roots = true,
             "sslrootcert" => ca_file = Some(ca_param(&value, "sslrootcert")?),
             _ => {
                 if !value.starts_with('/') {
@@ -491,11 +505,19 @@ fn postgres(url: &Url) -> Result<Target, String> {
             }
         }
     }
-    // libpq: "require" with a root certificate file given verifies like "verify-ca".
-    let tls = match (tls, &ca_file) {
-        (Some(TlsMode::Require), Some(_)) => TlsMode::VerifyCa,
-        (Some(mode), _) => mode,
-        (None, _) => TlsMode::Prefer,
+    // libpq: "require" with a root certificate file given verifies like "verify-ca";
+    // `sslrootcert=system` means verify-full and refuses anything weaker.
+    let tls = match (tls, &ca_file, system_roots) {
+        (None | Some(TlsMode::VerifyFull), _, true) => TlsMode::VerifyFull,
+        (Some(mode), _, true) => {
+            return Err(format!(
+                "sslrootcert=system needs sslmode=verify-full, not {}",
+                mode.sslmode()
+            ));
+        }
+        (Some(TlsMode::Require), Some(_), false) => TlsMode::VerifyCa,
+        (Some(mode), _, false) => mode,
+        (None, _, false) => TlsMode::Prefer,
     };
     let port = url.port().unwrap_or(5432);
     let address = match socket_dir {
@@ -778,14 +800,7 @@ fn write_database(
         param(f, format!("socket={}", path.display()))?;
     }
     if db.tls != default_tls && !matches!(db.address, Address::Unix(_)) {
-        let mode = match db.tls {
-            TlsMode::Disable => "disable",
-            TlsMode::Prefer => "prefer",
-            TlsMode::Require => "require",
-            TlsMode::VerifyCa => "verify-ca",
-            TlsMode::VerifyFull => "verify-full",
-        };
-        param(f, format!("sslmode={mode}"))?;
+        param(f, format!("sslmode={}", db.tls.sslmode()))?;
     }
     Ok(())
 }
@@ -972,6 +987,9 @@ mod tests {
             TlsMode::VerifyCa
         );
         assert_eq!(db("postgres://app@pg/app?sslmode=allow").tls, TlsMode::Prefer);
+        let system = db("postgres://app@pg/app?sslrootcert=system");
+        assert_eq!((system.tls, system.ca_file), (TlsMode::VerifyFull, None));
+        assert!(Target::parse("postgres://app@pg/app?sslrootcert=system&sslmode=require").is_err());
         let socket = db("postgres://app@localhost:5433/app?host=/run/postgresql");
         assert_eq!(
             socket.address,

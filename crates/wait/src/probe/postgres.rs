@@ -163,7 +163,7 @@ async fn open(
         b'N' if mode.allows_plaintext() => Ok((conn, None)),
         b'N' => Err(NotReady::present(format!(
             "server does not support TLS (sslmode={})",
-            sslmode_name(mode)
+            mode.sslmode()
         ))),
         // A server that cannot even fork a backend answers with an error message instead.
         b'E' => {
@@ -177,16 +177,6 @@ async fn open(
             "unexpected answer {:?} to SSLRequest; is this a PostgreSQL server?",
             char::from(other)
         ))),
-    }
-}
-
-fn sslmode_name(mode: TlsMode) -> &'static str {
-    match mode {
-        TlsMode::Disable => "disable",
-        TlsMode::Prefer => "prefer",
-        TlsMode::Require => "require",
-        TlsMode::VerifyCa => "verify-ca",
-        TlsMode::VerifyFull => "verify-full",
     }
 }
 
