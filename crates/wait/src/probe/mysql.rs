@@ -57,9 +57,9 @@ const NATIVE: &str = "mysql_native_password";
 const CACHING_SHA2: &str = "caching_sha2_password";
 
 /// Said when `caching_sha2_password` wants the password itself and the channel is plaintext.
-pub const FULL_AUTH_NEEDS_TLS: &str = "caching_sha2_password full authentication sends the password, \
-which pitcrew-wait does only over TLS or a Unix socket; set ssl-mode=PREFERRED or stricter on a server \
-with TLS, or log in once so the server caches the password";
+pub const FULL_AUTH_NEEDS_TLS: &str = "caching_sha2_password full authentication sends the password \
+itself, which pitcrew-wait does only over TLS or a Unix socket; give the server TLS and keep ssl-mode at \
+PREFERRED or stricter, or log in once so the server caches the password";
 
 /// One attempt.
 pub async fn check(
