@@ -7,9 +7,17 @@
 //! database come from an `--init-file` executed at every start.
 //!
 //! Users: [`USER`] with password [`PASSWORD`] (`mysql_native_password`), allowed from
-//! 127.0.0.1 and localhost, with all rights on database [`DATABASE`]; and [`ED25519_USER`]
+//! 127.0.0.1 and localhost, with all rights on database [`DATABASE`]; [`ED25519_USER`]
 //! (same password) who logs in with the `ed25519` plugin, which makes the server switch the
-//! client to another authentication plugin mid-login.
+//! client to another authentication plugin mid-login; and two users who must use TLS
+//! (`REQUIRE SSL`): [`TLS_USER`] (password [`PASSWORD`]) and [`ODD_USER`], whose password
+//! [`ODD_PASSWORD`] holds every URL delimiter and a space. On a server started without TLS the
+//! last two cannot log in at all.
+//!
+//! TLS is off unless asked for ([`PreparedMariadb::with_tls`]): MariaDB 10.11 then neither
+//! announces nor accepts it, which is the "server without TLS" peer. With it, the server gets a
+//! certificate from [`crate::certs::write`] through `--ssl-cert`/`--ssl-key`/`--ssl-ca` on its
+//! command line, so the cached data-directory template is the same either way.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,6 +27,7 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
+use crate::certs::TestCertificates;
 use crate::process::{ServerProcess, run};
 
 /// The application user.
@@ -29,6 +38,13 @@ pub const PASSWORD: &str = "app-secret";
 pub const ED25519_USER: &str = "app_ed25519";
 /// Its database.
 pub const DATABASE: &str = "app";
+/// A user that `REQUIRE SSL`, with password [`PASSWORD`], from 127.0.0.1 and localhost.
+pub const TLS_USER: &str = "app_tls";
+/// A user that `REQUIRE SSL`, with password [`ODD_PASSWORD`], from 127.0.0.1 and localhost.
+pub const ODD_USER: &str = "app_odd";
+/// A password with every character a URL treats specially, and a space; percent-encode it
+/// for a URL.
+pub const ODD_PASSWORD: &str = "p@ss:w/rd #?&%";
 
 /// Bump when the template's contents change, so an old cached template is not reused.
 const TEMPLATE_TAG: &str = "v1";
@@ -42,6 +58,14 @@ GRANT ALL ON app.* TO 'app'@'127.0.0.1';
 GRANT ALL ON app.* TO 'app'@'localhost';
 GRANT ALL ON app.* TO 'app'@'%';
 CREATE USER IF NOT EXISTS 'app_ed25519'@'127.0.0.1' IDENTIFIED VIA ed25519 USING PASSWORD('app-secret');
+CREATE USER IF NOT EXISTS 'app_tls'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('app-secret') REQUIRE SSL;
+CREATE USER IF NOT EXISTS 'app_tls'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('app-secret') REQUIRE SSL;
+GRANT ALL ON app.* TO 'app_tls'@'127.0.0.1';
+GRANT ALL ON app.* TO 'app_tls'@'localhost';
+CREATE USER IF NOT EXISTS 'app_odd'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('p@ss:w/rd #?&%') REQUIRE SSL;
+CREATE USER IF NOT EXISTS 'app_odd'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('p@ss:w/rd #?&%') REQUIRE SSL;
+GRANT ALL ON app.* TO 'app_odd'@'127.0.0.1';
+GRANT ALL ON app.* TO 'app_odd'@'localhost';
 ";
 
 /// A data directory ready and a port chosen, server not yet running: lets a test point a
@@ -50,14 +74,16 @@ pub struct PreparedMariadb {
     dir: TempDir,
     server: PathBuf,
     port: u16,
+    tls: Option<TestCertificates>,
 }
 
 /// A running `mariadbd`; stopped when dropped.
 pub struct MariadbPeer {
-    // Declared before `_dir` so the server stops before its directory is removed.
+    // Declared before `dir` so the server stops before its directory is removed.
     _server: ServerProcess,
-    _dir: TempDir,
+    dir: TempDir,
     port: u16,
+    tls: Option<TestCertificates>,
 }
 
 /// Builds (once per cache key, shared by test processes) the freshly installed data directory.
@@ -127,6 +153,7 @@ impl MariadbPeer {
             dir,
             server,
             port: crate::free_port(),
+            tls: None,
         })
     }
 
@@ -135,9 +162,25 @@ impl MariadbPeer {
         Some(MariadbPeer::prepare()?.start())
     }
 
+    /// Prepares and starts a server with TLS, its certificate made out to `names` (see
+    /// [`PreparedMariadb::with_tls`]).
+    pub fn start_with_tls(names: &[&str]) -> Option<MariadbPeer> {
+        Some(MariadbPeer::prepare()?.with_tls(names).start())
+    }
+
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join(SOCKET)
+    }
+
+    /// The CA that signed the server's certificate (PEM), when the server has TLS.
+    pub fn ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.ca.as_path())
     }
 
     /// `mysql://user[:password]@127.0.0.1:PORT/database`.
@@ -152,6 +195,16 @@ impl PreparedMariadb {
         self.port
     }
 
+    /// Gives the server TLS with a fresh CA and a certificate for `names` (DNS names or IP
+    /// addresses): `["localhost"]` makes a certificate that does not name 127.0.0.1.
+    #[must_use]
+    pub fn with_tls(mut self, names: &[&str]) -> Self {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir(&dir).expect("create the TLS directory");
+        self.tls = Some(crate::certs::write(&dir, names));
+        self
+    }
+
     /// `mysql://user[:password]@127.0.0.1:PORT/database`.
     pub fn url(&self, user: &str, password: Option<&str>, database: &str) -> String {
         url(self.port, user, password, database)
@@ -159,34 +212,44 @@ impl PreparedMariadb {
 
     /// Starts the server and waits (generously) until the `mariadb` client can log in as
     /// [`USER`], which also proves the init file ran.
+    /// With TLS, also checks that the server really has it (`have_ssl` is `YES`): MariaDB
+    /// starts without TLS, logging only a warning, when it cannot use the certificate.
     pub fn start(self) -> MariadbPeer {
-        let PreparedMariadb { dir, server, port } = self;
+        let PreparedMariadb {
+            dir,
+            server,
+            port,
+            tls,
+        } = self;
         let path = |name: &str| dir.path().join(name).display().to_string();
         let log_path = dir.path().join("mariadb.log");
-        let mut server = ServerProcess::spawn(
-            Command::new(server)
-                // --no-defaults must come first; it keeps /etc/mysql out of the test.
-                .arg("--no-defaults")
-                .arg("--user=root")
-                .arg(format!("--datadir={}", path("data")))
-                .arg(format!("--socket={}", path("mariadb.sock")))
-                .arg(format!("--pid-file={}", path("mariadb.pid")))
-                .arg(format!("--tmpdir={}", dir.path().display()))
-                .arg(format!("--log-error={}", log_path.display()))
-                .arg(format!("--init-file={}", path("init.sql")))
-                .arg(format!("--port={port}"))
-                .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
-                // Reverse DNS of 127.0.0.1 can stall logins for seconds; the users name IPs.
-                .arg("--skip-name-resolve")
-                .arg("--plugin-load-add=auth_ed25519")
-                .args(["--performance-schema=OFF", "--innodb-buffer-pool-size=16M"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(dir.path().join("mariadb.stderr")).expect("stderr file")),
-            "mariadbd",
-            Some(log_path),
-            "TERM",
-        );
+        let mut command = Command::new(server);
+        command
+            // --no-defaults must come first; it keeps /etc/mysql out of the test.
+            .arg("--no-defaults")
+            .arg("--user=root")
+            .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--socket={}", path(SOCKET)))
+            .arg(format!("--pid-file={}", path("mariadb.pid")))
+            .arg(format!("--tmpdir={}", dir.path().display()))
+            .arg(format!("--log-error={}", log_path.display()))
+            .arg(format!("--init-file={}", path("init.sql")))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
+            // Reverse DNS of 127.0.0.1 can stall logins for seconds; the users name IPs.
+            .arg("--skip-name-resolve")
+            .arg("--plugin-load-add=auth_ed25519")
+            .args(["--performance-schema=OFF", "--innodb-buffer-pool-size=16M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join("mariadb.stderr")).expect("stderr file"));
+        if let Some(tls) = &tls {
+            command
+                .arg(format!("--ssl-cert={}", tls.cert.display()))
+                .arg(format!("--ssl-key={}", tls.key.display()))
+                .arg(format!("--ssl-ca={}", tls.ca.display()));
+        }
+        let mut server = ServerProcess::spawn(&mut command, "mariadbd", Some(log_path), "TERM");
         server.wait_for_port(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
         server.wait_until(|| {
             Command::new("mariadb")
@@ -198,13 +261,33 @@ impl PreparedMariadb {
                 .unwrap_or_else(|err| panic!("cannot run the mariadb client: {err}"))
                 .success()
         });
+        if tls.is_some() {
+            let have_ssl = run(
+                Command::new("mariadb")
+                    .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string()])
+                    .args(["-u", USER, &format!("-p{PASSWORD}"), "-N", "-B"])
+                    .args(["-e", "SELECT @@have_ssl"]),
+                "mariadb -e 'SELECT @@have_ssl'",
+            );
+            let have_ssl = String::from_utf8_lossy(&have_ssl.stdout).trim().to_owned();
+            assert_eq!(
+                have_ssl,
+                "YES",
+                "MariaDB started without TLS; log:\n{}",
+                server.log_text()
+            );
+        }
         MariadbPeer {
             _server: server,
-            _dir: dir,
+            dir,
             port,
+            tls,
         }
     }
 }
+
+/// The socket's file name in the peer's directory.
+const SOCKET: &str = "mariadb.sock";
 
 fn url(port: u16, user: &str, password: Option<&str>, database: &str) -> String {
     match password {
