@@ -92,6 +92,17 @@ impl TlsMode {
         }
     }
 
+    /// The mode as MySQL's `ssl-mode` spells it.
+    pub fn ssl_mode(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "DISABLED",
+            TlsMode::Prefer => "PREFERRED",
+            TlsMode::Require => "REQUIRED",
+            TlsMode::VerifyCa => "VERIFY_CA",
+            TlsMode::VerifyFull => "VERIFY_IDENTITY",
+        }
+    }
+
     /// Whether plaintext is acceptable when the server does not offer TLS.
     pub fn allows_plaintext(self) -> bool {
         matches!(self, TlsMode::Disable | TlsMode::Prefer)
@@ -593,11 +604,14 @@ fn mysql(url: &Url) -> Result<Target, String> {
         Some(path) => Address::Unix(path),
         None => Address::Tcp(host_port(url, Some(3306))?),
     };
-    let tls = match (&address, tls) {
+    let tls = match (&address, tls, &ca_file) {
+        // A CA given means checking against it, as the mysql client does with --ssl-ca (and
+        // libpq with sslrootcert): encryption without verification would ignore it silently.
+        (_, None | Some(TlsMode::Prefer | TlsMode::Require), Some(_)) => TlsMode::VerifyCa,
         // Like the mysql client: a socket is local, so TLS is not tried unless asked for.
-        (Address::Unix(_), None) => TlsMode::Disable,
-        (_, Some(mode)) => mode,
-        (_, None) => TlsMode::Prefer,
+        (Address::Unix(_), None, None) => TlsMode::Disable,
+        (_, Some(mode), _) => mode,
+        (_, None, _) => TlsMode::Prefer,
     };
     Ok(Target::Mysql(DatabaseTarget {
         address,
@@ -728,8 +742,8 @@ impl fmt::Display for Target {
                 }
             }
             Target::Dns(name) => write!(f, "dns://{name}"),
-            Target::Postgres(db) => write_database(f, "postgres", db, TlsMode::Prefer),
-            Target::Mysql(db) => write_database(f, "mysql", db, TlsMode::Prefer),
+            Target::Postgres(db) => write_database(f, "postgres", db),
+            Target::Mysql(db) => write_database(f, "mysql", db),
             Target::Redis(redis) => {
                 let scheme = if redis.tls == TlsMode::Disable {
                     "redis"
@@ -773,34 +787,56 @@ impl fmt::Display for Target {
     }
 }
 
-fn write_database(
-    f: &mut fmt::Formatter<'_>,
-    scheme: &str,
-    db: &DatabaseTarget,
-    default_tls: TlsMode,
-) -> fmt::Result {
+/// `scheme://user[:***]@host:port[/db]`, then the parameters that differ from the defaults, in
+/// the scheme's own spelling.
+fn write_database(f: &mut fmt::Formatter<'_>, scheme: &str, db: &DatabaseTarget) -> fmt::Result {
     write!(f, "{scheme}://{}", db.user)?;
     if db.password.is_some() {
         write!(f, ":{}", redact::MASK)?;
     }
+    let postgres = scheme == "postgres";
     match &db.address {
         Address::Tcp(address) => write!(f, "@{address}")?,
+        // The port is part of PostgreSQL's socket name (`.s.PGSQL.5432`).
+        Address::Unix(path) if postgres => {
+            let port = path
+                .extension()
+                .map(|port| port.to_string_lossy())
+                .unwrap_or_default();
+            write!(f, "@localhost:{port}")?;
+        }
         Address::Unix(_) => f.write_str("@localhost")?,
     }
     if let Some(database) = &db.database {
         write!(f, "/{database}")?;
     }
-    let mut separator = '?';
-    let mut param = |f: &mut fmt::Formatter<'_>, text: String| {
-        let result = write!(f, "{separator}{text}");
-        separator = '&';
-        result
-    };
-    if let Address::Unix(path) = &db.address {
-        param(f, format!("socket={}", path.display()))?;
+    let mut params = Vec::new();
+    match &db.address {
+        // PostgreSQL names the socket's directory, MySQL the socket itself.
+        Address::Unix(path) if postgres => {
+            let dir = path.parent().unwrap_or(path);
+            params.push(format!("host={}", dir.display()));
+        }
+        Address::Unix(path) => params.push(format!("socket={}", path.display())),
+        Address::Tcp(_) => {}
     }
-    if db.tls != default_tls && !matches!(db.address, Address::Unix(_)) {
-        param(f, format!("sslmode={}", db.tls.sslmode()))?;
+    let default_tls = match db.address {
+        Address::Unix(_) => TlsMode::Disable,
+        Address::Tcp(_) => TlsMode::Prefer,
+    };
+    if db.tls != default_tls {
+        params.push(if postgres {
+            format!("sslmode={}", db.tls.sslmode())
+        } else {
+            format!("ssl-mode={}", db.tls.ssl_mode())
+        });
+    }
+    if let Some(ca) = &db.ca_file {
+        let name = if postgres { "sslrootcert" } else { "ssl-ca" };
+        params.push(format!("{name}={}", ca.display()));
+    }
+    if !params.is_empty() {
+        write!(f, "?{}", params.join("&"))?;
     }
     Ok(())
 }
@@ -1079,6 +1115,18 @@ mod tests {
                 "postgres://app:***@pg:5432/app?sslmode=verify-full",
             ),
             ("mysql://root:hunter2@db", "mysql://root:***@db:3306"),
+            (
+                "mysql://root:hunter2@db/x?ssl-mode=verify_identity&ssl-ca=/ca.pem",
+                "mysql://root:***@db:3306/x?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem",
+            ),
+            (
+                "mysql://app@unix(/run/mysqld/mysqld.sock)/app",
+                "mysql://app@localhost/app?socket=/run/mysqld/mysqld.sock",
+            ),
+            (
+                "postgres://app@x:5433/app?host=/run/pg",
+                "postgres://app@localhost:5433/app?host=/run/pg",
+            ),
             ("redis://:hunter2@cache:6380", "redis://:***@cache:6380"),
             ("rediss://ops:hunter2@cache/4", "rediss://ops:***@cache:6379/4"),
             ("https://u:hunter2@api/x", "https://u:***@api/x"),
