@@ -265,7 +265,7 @@ fn raw_command(port: u16, command: &str) -> String {
     let parts: Vec<&str> = command.split(' ').collect();
     let mut request = format!("*{}\r\n", parts.len());
     for part in parts {
-        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+        request += &["$", &part.len().to_string(), "\r\n", part, "\r\n"].concat();
     }
     stream.write_all(request.as_bytes()).unwrap();
     let mut reply = [0u8; 256];
