@@ -463,7 +463,7 @@ async fn regression_a_slow_body_after_a_200_is_not_no_answer() {
     let url = nginx.http_url("/slow.json");
     let target = Target::parse(&url).unwrap();
     let prober = prober(&json(&["status=UP"]), &TlsSettings::default(), &target).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let err = tokio::time::timeout(Duration::from_secs(60), prober.check(&target, deadline))
         .await
         .expect("the attempt ended at its deadline")
@@ -477,9 +477,9 @@ async fn regression_a_slow_body_after_a_200_is_not_no_answer() {
 
     let config = config(&[
         "--attempt-timeout",
-        "1s",
-        "--timeout",
         "3s",
+        "--timeout",
+        "7s",
         "--http-json",
         "status=UP",
         &url,

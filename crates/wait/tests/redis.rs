@@ -283,14 +283,14 @@ async fn a_reply_that_does_not_come_is_named_by_its_command() {
     let port = peer.port();
     check(&peer.url(None)).await.unwrap();
     assert_eq!(raw_command(port, "CLIENT PAUSE 60000 ALL"), "+OK");
-    let err = not_ready(check_by(&peer.url(None), &TlsSettings::default(), Duration::from_secs(1)).await);
+    let err = not_ready(check_by(&peer.url(None), &TlsSettings::default(), Duration::from_secs(3)).await);
     assert!(err.reason.starts_with("no reply to PING within "), "{err}");
     assert_eq!(err.kind, Kind::Present);
     let err = not_ready(
         check_by(
             &format!("redis://127.0.0.1:{port}/1"),
             &TlsSettings::default(),
-            Duration::from_secs(1),
+            Duration::from_secs(3),
         )
         .await,
     );
@@ -305,7 +305,7 @@ async fn a_handshake_that_does_not_finish_ends_at_the_deadline() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let url = format!("rediss://127.0.0.1:{port}");
-    let err = not_ready(check_by(&url, &TlsSettings::default(), Duration::from_secs(1)).await);
+    let err = not_ready(check_by(&url, &TlsSettings::default(), Duration::from_secs(3)).await);
     assert!(
         err.reason.starts_with("the TLS handshake did not finish within"),
         "{err}"
