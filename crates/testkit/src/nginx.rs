@@ -1,17 +1,34 @@
 //! A real nginx for HTTP(S) probe tests: plain http and TLS on free loopback ports, in a temp
 //! directory, with a throw-away CA and a server certificate for `localhost` and `127.0.0.1`.
 //!
-//! Locations (each exact-match):
+//! Locations (exact-match unless marked):
 //!
-//! | path           | answer                                                   |
-//! |----------------|----------------------------------------------------------|
-//! | `/healthz`     | 200 `ok`                                                 |
-//! | `/ready`       | 200 `{"status":"ready"}`                                 |
-//! | `/unavailable` | 503                                                      |
-//! | `/redirect`    | 301 to `/healthz`                                        |
-//! | `/echo-header` | 200 only with the header `X-Probe: yes`, else 403        |
-//! | `/nobody`      | 204                                                      |
-//! | `/auth`        | 200 only with basic auth `probe:hunter2`, else 401       |
+//! | path                        | answer                                                   |
+//! |-----------------------------|----------------------------------------------------------|
+//! | `/healthz`                  | 200 `ok`                                                 |
+//! | `/ready`                    | 200 `{"status":"ready"}`                                 |
+//! | `/unavailable`              | 503                                                      |
+//! | `/redirect`                 | 301 to `/healthz`                                        |
+//! | `/echo-header`              | 200 only with the header `X-Probe: yes`, else 403        |
+//! | `/nobody`                   | 204                                                      |
+//! | `/auth`                     | 200 only with basic auth `probe:hunter2`, else 401       |
+//! | `/health.json`              | 200, [`HEALTH_JSON`] (nested objects, an array, `a.b`)   |
+//! | `/not-json`                 | 200, JSON cut off in the middle                          |
+//! | `/big.json`                 | 200, 2 MiB of JSON whose `status` comes after the first MiB |
+//! | `/slow.json`                | `/big.json` trickling at 1 KiB/s (`limit_rate`)          |
+//! | `/headers`                  | 200 with response headers: `X-Ready: yes`, `X-Version: 1.2.3`, `X-Latin1: caf\xE9` (not UTF-8), `X-Long` (2000 × `a`), `X-Multi: one` and `X-Multi: two`, `Set-Cookie: session=SECRET_COOKIE` |
+//! | `/to-ready`                 | 302 to `/ready`                                          |
+//! | `/to-unavailable`           | 302 to `/unavailable`                                    |
+//! | `/relative`                 | 302 with the relative Location `healthz`                 |
+//! | `/see-other`                | 303 to `/healthz`                                        |
+//! | `/loop-a`, `/loop-b`        | 302 to each other                                        |
+//! | `/grow/` (prefix)           | 302 to the same path plus `/x`: a chain that never ends  |
+//! | `/to-ftp`                   | 302 to `ftp://127.0.0.1/file`                            |
+//! | `/to-auth`                  | 302 to `/auth` (same origin)                             |
+//! | `/to-echo-header`           | 302 to `/echo-header` (same origin)                      |
+//! | `/to-localhost-auth`        | 302 to `http://localhost:HTTP_PORT/auth` (another host)  |
+//! | `/to-localhost-echo-header` | 302 to `http://localhost:HTTP_PORT/echo-header`          |
+//! | `/to-https-auth`            | 302 to `https://127.0.0.1:HTTPS_PORT/auth` (another scheme and port) |
 //!
 //! nginx runs in the foreground without a master process, so the child we spawn is the server
 //! and killing it on drop stops everything.
@@ -27,6 +44,15 @@ use crate::{free_port, require_binary};
 
 /// How long nginx may take to listen; generous for a busy 2-core CI machine.
 const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The body of `/health.json`: a Spring-style health document.
+pub const HEALTH_JSON: &str = r#"{"status":"UP","components":{"db":{"status":"UP","details":{"database":"PostgreSQL","pool":5}},"cache":{"status":"DOWN"}},"checks":[{"name":"db","healthy":true},{"name":"cache","healthy":false}],"count":3,"ready":true,"maintenance":false,"note":null,"a.b":"dotted"}"#;
+
+/// The cookie `/headers` sets, which a probe must never show.
+pub const SECRET_COOKIE: &str = "s3ss10n-t0ken";
+
+/// Size of `/big.json` and `/slow.json`.
+pub const BIG_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// A running nginx; stopped (killed and reaped) on drop.
 pub struct NginxPeer {
@@ -51,6 +77,7 @@ impl NginxPeer {
             .tempdir()
             .expect("cannot create a temp dir for nginx");
         crate::certs::write(dir.path(), &["localhost", "127.0.0.1"]);
+        write_big_json(dir.path());
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
@@ -143,6 +170,7 @@ http {
         listen 127.0.0.1:HTTPS_PORT ssl;
         ssl_certificate DIR/server.pem;
         ssl_certificate_key DIR/server.key;
+        root DIR/www;
         location = /healthz { return 200 "ok"; }
         location = /ready {
             default_type application/json;
@@ -159,14 +187,74 @@ http {
             if ($http_authorization = "Basic cHJvYmU6aHVudGVyMg==") { return 200 "welcome"; }
             return 401;
         }
+        location = /health.json {
+            default_type application/json;
+            return 200 'HEALTH_JSON';
+        }
+        location = /not-json {
+            default_type application/json;
+            return 200 '{"status":"UP","components":{"db":';
+        }
+        location = /big.json { default_type application/json; }
+        location = /slow.json {
+            default_type application/json;
+            limit_rate 1k;
+            try_files /big.json =404;
+        }
+        location = /headers {
+            add_header X-Ready yes;
+            add_header X-Version 1.2.3;
+            add_header X-Latin1 "cafLATIN1_E";
+            add_header X-Long "LONG_VALUE";
+            add_header X-Multi one;
+            add_header X-Multi two;
+            add_header Set-Cookie "session=SECRET_COOKIE";
+            return 200 "headers";
+        }
+        location = /to-ready { return 302 /ready; }
+        location = /to-unavailable { return 302 /unavailable; }
+        location = /relative {
+            absolute_redirect off;
+            return 302 healthz;
+        }
+        location = /see-other { return 303 /healthz; }
+        location = /loop-a { return 302 /loop-b; }
+        location = /loop-b { return 302 /loop-a; }
+        location /grow/ { return 302 $uri/x; }
+        location = /to-ftp { return 302 ftp://127.0.0.1/file; }
+        location = /to-auth { return 302 /auth; }
+        location = /to-echo-header { return 302 /echo-header; }
+        location = /to-localhost-auth { return 302 http://localhost:HTTP_PORT/auth; }
+        location = /to-localhost-echo-header {
+            return 302 http://localhost:HTTP_PORT/echo-header;
+        }
+        location = /to-https-auth { return 302 https://127.0.0.1:HTTPS_PORT/auth; }
     }
 }
 "#
     .replace("USER", user)
     .replace("DIR", &dir.display().to_string())
+    .replace("HEALTH_JSON", HEALTH_JSON)
+    .replace("SECRET_COOKIE", SECRET_COOKIE)
+    .replace("LONG_VALUE", &"a".repeat(2000))
     .replace("HTTPS_PORT", &tls_port.to_string())
     .replace("HTTP_PORT", &plain_port.to_string());
+    // nginx passes header bytes through as written: a Latin-1 `é`, which is not UTF-8.
+    let (before, after) = config
+        .split_once("LATIN1_E")
+        .expect("the placeholder is in the template");
+    let config = [before.as_bytes(), &[0xE9], after.as_bytes()].concat();
     fs::write(dir.join("nginx.conf"), config).expect("write nginx.conf");
+}
+
+/// `www/big.json`: `{"pad":"xxx…","status":"UP"}`, [`BIG_BODY_BYTES`] long, so that its
+/// `status` lies beyond a probe's first MiB.
+fn write_big_json(dir: &Path) {
+    let www = dir.join("www");
+    fs::create_dir_all(&www).expect("create www");
+    let (head, tail) = (r#"{"pad":""#, r#"","status":"UP"}"#);
+    let pad = "x".repeat(BIG_BODY_BYTES - head.len() - tail.len());
+    fs::write(www.join("big.json"), format!("{head}{pad}{tail}")).expect("write big.json");
 }
 
 fn spawn(nginx: &Path, dir: &Path) -> Child {

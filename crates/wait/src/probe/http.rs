@@ -1,17 +1,29 @@
-//! `http://` and `https://`: ready when the response status is in the expected set (and, with
-//! `--http-body`, the body matches a regular expression).
+//! `http://` and `https://`: ready when the response status is in the expected set and,
+//! when asked, the body matches a regular expression (`--http-body`), response headers are
+//! there or match (`--http-header-expect`) and conditions on the JSON body hold
+//! (`--http-json`, see [`json`]), checked in that order after the status.
 //!
 //! Every attempt is one request on a fresh connection (no pooling), so "ready" means a new
 //! client can connect and get an answer now, not that an old keep-alive connection still works.
 //! Redirects are not followed unless asked (`--http-follow-redirects`): a `301` from a
-//! half-configured ingress is a status to judge, not a hop to take. TLS comes from
-//! [`crate::tls`] (rustls, the image's CA bundle plus `--ca-file`). Names resolve through
-//! [`super::net::resolve`], plugged into the client, so a failed lookup comes back as a typed
-//! error, classified like any other target's.
+//! half-configured ingress is a status to judge, not a hop to take. When asked, the probe
+//! follows up to [`MAX_REDIRECTS`] hops itself, under the same deadline, and judges the final
+//! response; a loop, too many hops or a hop to a scheme other than http(s) is a reason of its
+//! own. Credentials (the URL's user-info, sent as basic auth) and `--http-header` values go
+//! only to the scheme, host and port of the target itself: reqwest would strip
+//! `Authorization` on a hop to another host but pass custom headers on, and those are where
+//! API tokens live. TLS comes from [`crate::tls`] (rustls, the image's CA bundle plus
+//! `--ca-file`). Names resolve through [`super::net::resolve`], plugged into the client, so a
+//! failed lookup comes back as a typed error, classified like any other target's.
 //!
 //! Reasons are one short line for the log ("HTTP 503 Service Unavailable (expected 200-299)",
 //! "connection refused", "TLS error: invalid peer certificate: `UnknownIssuer`") and never
-//! contain the URL, so a password in its userinfo cannot leak through them.
+//! contain the target URL, so a password in its user-info cannot leak through them; a URL a
+//! redirect led to is shown without user-info or query. Response header values are shown
+//! bounded and printable, except for headers whose names suggest a secret (cookies, tokens);
+//! request header values are never shown.
+
+mod json;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -23,19 +35,40 @@ use std::time::Duration;
 
 use pitcrew_core::duration::display as human;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, redirect};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, redirect};
 use rustls::ClientConfig;
 use tokio::time::Instant;
 use url::Url;
 
 use super::net::{ResolveError, resolve};
-use super::{Kind, NotReady, describe_io};
+use super::{Kind, NotReady, describe_io, printable};
 
-/// At most this much of a response body is read for `--http-body` (1 MiB); the regular
-/// expression is matched against that prefix. Health endpoints answer in bytes, and a probe
-/// must not buffer a misrouted multi-gigabyte download.
+/// At most this much of a response body is read for `--http-body` and `--http-json` (1 MiB);
+/// the regular expression is matched against that prefix, and the JSON must be complete
+/// within it. Health endpoints answer in bytes, and a probe must not buffer a misrouted
+/// multi-gigabyte download.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// With `--http-follow-redirects`, at most this many hops are taken (curl's and reqwest's
+/// default too).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Longest header value a reason shows.
+const SHOWN_HEADER: usize = 100;
+
+/// Request headers that still go to another origin after a redirect: they describe what the
+/// client wants and carry no credentials. Every other `--http-header` stays with the target.
+const HEADERS_FOR_ANY_ORIGIN: [HeaderName; 5] = [
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::USER_AGENT,
+];
+
+const HEADER_EXPECT_FORM: &str =
+    "expected `Name` or `Name: REGEX`, e.g. `X-Ready` or `Content-Type: ^application/json`";
 
 const USER_AGENT: &str = concat!("pitcrew-wait/", env!("CARGO_PKG_VERSION"));
 
@@ -149,27 +182,58 @@ pub struct HttpProbe {
     headers: HeaderMap,
     status: StatusSet,
     body: Option<regex_lite::Regex>,
+    expect_headers: Vec<HeaderExpectation>,
+    json: Vec<json::Condition>,
+    follow_redirects: bool,
+}
+
+/// One `--http-header-expect`: a response header that must be there, and maybe match.
+#[derive(Debug)]
+struct HeaderExpectation {
+    name: HeaderName,
+    /// The name as typed, for reasons.
+    shown: String,
+    pattern: Option<regex_lite::Regex>,
 }
 
 impl HttpProbe {
     /// Validates the settings and builds the client with `tls`. Fails with a message naming
-    /// the bad value: a header that is not `Name: value`, an invalid method, a body check
-    /// combined with `HEAD`.
+    /// the bad value and the expected form: a header that is not `Name: value`, an invalid
+    /// method, a bad `--http-header-expect` or `--http-json`, a body check combined with `HEAD`.
     pub fn new(settings: &HttpSettings, tls: &ClientConfig) -> Result<HttpProbe, String> {
         let method = parse_method(settings.method.as_deref())?;
-        if let (true, Some(body)) = (method == Method::HEAD, &settings.body) {
-            return Err(format!(
-                "--http-body /{}/ cannot be checked with --http-method HEAD: HEAD responses \
-                 have no body",
-                body.as_str()
-            ));
+        if method == Method::HEAD {
+            if let Some(body) = &settings.body {
+                return Err(format!(
+                    "--http-body /{}/ cannot be checked with --http-method HEAD: HEAD responses \
+                     have no body",
+                    body.as_str()
+                ));
+            }
+            if let Some(condition) = settings.json.first() {
+                return Err(format!(
+                    "--http-json {condition:?} cannot be checked with --http-method HEAD: HEAD \
+                     responses have no body"
+                ));
+            }
         }
         let headers = parse_headers(&settings.headers)?;
+        let expect_headers = settings
+            .expect_headers
+            .iter()
+            .map(|text| parse_header_expectation(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let json = settings
+            .json
+            .iter()
+            .map(|text| text.parse())
+            .collect::<Result<Vec<_>, _>>()?;
         log_proxies();
         let mut client = reqwest::Client::builder()
             // reqwest recognises the config by its type, so it takes the value, not the Arc.
             .use_preconfigured_tls(tls.clone())
             .dns_resolver(Arc::new(SystemResolver))
+            // Redirects, when followed, are followed by `check`: see the module docs.
             .redirect(redirect::Policy::none())
             .pool_max_idle_per_host(0)
             .user_agent(USER_AGENT);
@@ -186,31 +250,108 @@ impl HttpProbe {
             headers,
             status: settings.status.clone(),
             body: settings.body.clone(),
+            expect_headers,
+            json,
+            follow_redirects: settings.follow_redirects,
         })
     }
 
-    /// One request to `url`: ready when the status is expected and, with a body regex, the
-    /// body (its first [`MAX_BODY_BYTES`]) matches. Userinfo in the URL is sent as basic
-    /// auth and never appears in the reason.
+    /// One request to `url` (and, with `--http-follow-redirects`, to where it redirects):
+    /// ready when the status is expected and every body, header and JSON check holds on the
+    /// final response. User-info in the URL is sent as basic auth and never appears in the
+    /// reason.
     pub async fn check(&self, url: &Url, deadline: Instant) -> Result<(), NotReady> {
         let started = Instant::now();
-        let request = self
-            .client
-            .request(self.method.clone(), url.clone())
-            .headers(self.headers.clone())
-            .send();
-        let response =
-            match tokio::time::timeout_at(deadline, ATTEMPT_DEADLINE.scope(deadline, request)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(err)) => return Err(describe_request_error(&err)),
-                Err(_) => {
-                    return Err(NotReady::present(format!(
-                        "no response within {}",
-                        human(started.elapsed())
-                    )));
-                }
+        let mut current = url.clone();
+        let mut method = self.method.clone();
+        let mut visited: Vec<Url> = Vec::new();
+        let response = loop {
+            let hop = visited.len();
+            let response = self
+                .send(method.clone(), &current, url, started, deadline)
+                .await
+                .map_err(|err| redirected(err, hop, &current))?;
+            if !self.follow_redirects || !response.status().is_redirection() {
+                break response;
+            }
+            // A 304, or a 3xx without a Location, has nowhere to go: its status is judged.
+            let Some(location) = response.headers().get(header::LOCATION) else {
+                break response;
             };
+            let status = response.status();
+            let next = next_url(&current, location, status).map_err(|err| redirected(err, hop, &current))?;
+            visited.push(without_fragment(&current));
+            if visited.contains(&without_fragment(&next)) {
+                return Err(redirected(
+                    NotReady::present(format!(
+                        "HTTP {} redirects back to {}: a redirect loop",
+                        status.as_u16(),
+                        show_url(&next)
+                    )),
+                    hop,
+                    &current,
+                ));
+            }
+            if visited.len() > MAX_REDIRECTS {
+                return Err(NotReady::present(format!(
+                    "more than {MAX_REDIRECTS} redirects (the last to {})",
+                    show_url(&next)
+                )));
+            }
+            method = method_after_redirect(status, method);
+            current = next;
+        };
+        let hops = visited.len();
+        self.judge(response, started, deadline)
+            .await
+            .map_err(|err| redirected(err, hops, &current))
+    }
 
+    /// Sends one request to `url`; `target` is the URL the user named, whose origin alone
+    /// gets the credentials and the `--http-header` values.
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        target: &Url,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, NotReady> {
+        let mut url = url.clone();
+        let headers = if url.origin() == target.origin() {
+            if url.username().is_empty() && url.password().is_none() {
+                // Set on a URL of the same origin, which therefore has a host.
+                let _ = url.set_username(target.username());
+                let _ = url.set_password(target.password());
+            }
+            self.headers.clone()
+        } else {
+            let mut kept = HeaderMap::new();
+            for name in &HEADERS_FOR_ANY_ORIGIN {
+                for value in self.headers.get_all(name) {
+                    kept.append(name.clone(), value.clone());
+                }
+            }
+            kept
+        };
+        let request = self.client.request(method, url).headers(headers).send();
+        match tokio::time::timeout_at(deadline, ATTEMPT_DEADLINE.scope(deadline, request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(describe_request_error(&err)),
+            Err(_) => Err(NotReady::present(format!(
+                "no response within {}",
+                human(started.elapsed())
+            ))),
+        }
+    }
+
+    /// The checks on the final response: status, then body regex, headers and JSON.
+    async fn judge(
+        &self,
+        response: reqwest::Response,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(), NotReady> {
         let status = response.status();
         if !self.status.contains(status.as_u16()) {
             let reason = status
@@ -222,27 +363,211 @@ impl HttpProbe {
                 self.status
             )));
         }
-        if let Some(pattern) = &self.body {
-            let body = match tokio::time::timeout_at(deadline, read_body_prefix(response)).await {
-                Ok(body) => body?,
+        let code = status.as_u16();
+        let headers = response.headers().clone();
+        let body = if self.body.is_some() || !self.json.is_empty() {
+            match tokio::time::timeout_at(deadline, read_body_prefix(response)).await {
+                Ok(body) => Some(body?),
                 Err(_) => {
                     return Err(NotReady::present(format!(
-                        "HTTP {}, but the body was still arriving after {}",
-                        status.as_u16(),
+                        "HTTP {code}, but the body was still arriving after {}",
                         human(started.elapsed())
                     )));
                 }
-            };
-            if !pattern.is_match(&String::from_utf8_lossy(&body)) {
+            }
+        } else {
+            None
+        };
+        if let (Some(pattern), Some(body)) = (&self.body, &body) {
+            if !pattern.is_match(&String::from_utf8_lossy(&body.bytes)) {
                 return Err(NotReady::present(format!(
-                    "HTTP {} but body does not match /{}/",
-                    status.as_u16(),
+                    "HTTP {code} but body does not match /{}/",
                     pattern.as_str()
                 )));
             }
         }
+        for expectation in &self.expect_headers {
+            expectation
+                .check(&headers)
+                .map_err(|detail| NotReady::present(format!("HTTP {code} but {detail}")))?;
+        }
+        if let (false, Some(body)) = (self.json.is_empty(), &body) {
+            let document = body
+                .json()
+                .map_err(|detail| NotReady::present(format!("HTTP {code} but {detail}")))?;
+            for condition in &self.json {
+                condition
+                    .check(&document)
+                    .map_err(|detail| NotReady::present(format!("HTTP {code} but {detail}")))?;
+            }
+        }
         Ok(())
     }
+}
+
+/// A failure after `hops` redirects names where they led: the target itself answered (with
+/// a redirect), so whatever went wrong further on, it is there.
+fn redirected(err: NotReady, hops: usize, at: &Url) -> NotReady {
+    if hops == 0 {
+        return err;
+    }
+    let kind = if err.kind == Kind::Fatal {
+        Kind::Fatal
+    } else {
+        Kind::Present
+    };
+    NotReady {
+        kind,
+        reason: format!(
+            "after {hops} redirect{}, at {}: {}",
+            if hops == 1 { "" } else { "s" },
+            show_url(at),
+            err.reason
+        ),
+    }
+}
+
+/// Where a redirect leads: its Location resolved against the URL that answered.
+fn next_url(current: &Url, location: &HeaderValue, status: StatusCode) -> Result<Url, NotReady> {
+    let code = status.as_u16();
+    let location = location.to_str().map_err(|_| {
+        NotReady::present(format!(
+            "HTTP {code} with a Location that is not ASCII: {:?}",
+            short_text(location.as_bytes(), SHOWN_HEADER)
+        ))
+    })?;
+    let next = current.join(location).map_err(|err| {
+        NotReady::present(format!(
+            "HTTP {code} with a Location that is not a URL ({err}): {:?}",
+            short_text(location.as_bytes(), SHOWN_HEADER)
+        ))
+    })?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(NotReady::present(format!(
+            "HTTP {code} redirects to a {}: URL; only http and https are followed",
+            short_text(next.scheme().as_bytes(), 20)
+        )));
+    }
+    Ok(next)
+}
+
+/// The method for the next hop, as browsers and curl do it: 303 turns anything but HEAD into
+/// GET, 301 and 302 turn POST into GET, 307 and 308 keep the method.
+fn method_after_redirect(status: StatusCode, method: Method) -> Method {
+    match status {
+        StatusCode::SEE_OTHER if method != Method::HEAD => Method::GET,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND if method == Method::POST => Method::GET,
+        _ => method,
+    }
+}
+
+fn without_fragment(url: &Url) -> Url {
+    let mut url = url.clone();
+    url.set_fragment(None);
+    url
+}
+
+/// A URL a redirect led to, for a reason: scheme, host, port and path, bounded; never the
+/// user-info or the query, which may carry credentials (signed URLs, tokens).
+fn show_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port().map_or_else(String::new, |port| format!(":{port}"));
+    let text = format!("{}://{host}{port}{}", url.scheme(), url.path());
+    short_text(text.as_bytes(), SHOWN_HEADER)
+}
+
+/// Server text for a reason: printable, and at most `limit` characters.
+fn short_text(bytes: &[u8], limit: usize) -> String {
+    let text = printable(bytes);
+    if text.chars().count() <= limit {
+        return text;
+    }
+    let mut short: String = text.chars().take(limit).collect();
+    short.push('…');
+    short
+}
+
+impl HeaderExpectation {
+    /// Whether the header is there (and matches); if not, why ("header X-Ready is missing").
+    fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+        let mut values = headers.get_all(&self.name).iter().peekable();
+        if values.peek().is_none() {
+            return Err(format!("header {} is missing", self.shown));
+        }
+        let Some(pattern) = &self.pattern else {
+            return Ok(());
+        };
+        let texts: Vec<String> = values
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect();
+        if texts.iter().any(|text| pattern.is_match(text)) {
+            return Ok(());
+        }
+        if looks_secret(self.name.as_str()) {
+            return Err(format!(
+                "header {} does not match /{}/ (its value is not shown)",
+                self.shown,
+                pattern.as_str()
+            ));
+        }
+        let shown = texts
+            .iter()
+            .map(|text| format!("{:?}", short_text(text.as_bytes(), SHOWN_HEADER)))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if texts.len() > 3 { ", …" } else { "" };
+        Err(format!(
+            "header {} is {shown}{more} (expected /{}/)",
+            self.shown,
+            pattern.as_str()
+        ))
+    }
+}
+
+/// Whether a response header's name suggests its value is a credential (`Set-Cookie`,
+/// `X-Auth-Token`, `X-Api-Key`), which then stays out of the log.
+fn looks_secret(name: &str) -> bool {
+    const WORDS: [&str; 9] = [
+        "cookie",
+        "auth",
+        "token",
+        "secret",
+        "key",
+        "session",
+        "password",
+        "signature",
+        "credential",
+    ];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|word| name.contains(word))
+}
+
+fn parse_header_expectation(text: &str) -> Result<HeaderExpectation, String> {
+    let (name, pattern) = match text.split_once(':') {
+        Some((name, pattern)) => (name.trim(), Some(pattern.trim())),
+        None => (text.trim(), None),
+    };
+    let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        format!(
+            "invalid --http-header-expect {text:?}: {name:?} is not a valid header name; \
+             {HEADER_EXPECT_FORM}"
+        )
+    })?;
+    // `Name:` with nothing after it asks for presence, like `Name`.
+    let pattern = pattern
+        .filter(|pattern| !pattern.is_empty())
+        .map(|pattern| {
+            regex_lite::Regex::new(pattern).map_err(|err| {
+                format!("invalid --http-header-expect {text:?}: bad regular expression: {err}; {HEADER_EXPECT_FORM}")
+            })
+        })
+        .transpose()?;
+    Ok(HeaderExpectation {
+        name: header_name,
+        shown: name.to_owned(),
+        pattern,
+    })
 }
 
 tokio::task_local! {
@@ -270,17 +595,58 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// The first [`MAX_BODY_BYTES`] of a response body.
+struct Body {
+    bytes: Vec<u8>,
+    /// Whether there was more than that (or possibly more: a body of exactly the limit).
+    truncated: bool,
+}
+
+impl Body {
+    /// The body as JSON, or why it is not ("the body is not JSON: expected value at line 1
+    /// column 1").
+    fn json(&self) -> Result<serde_json::Value, String> {
+        // A byte-order mark is not JSON, but some Windows stacks send one.
+        let bytes = self.bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&self.bytes);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err("the body is empty, not JSON".to_owned());
+        }
+        serde_json::from_slice(bytes).map_err(|err| {
+            let within = if self.truncated {
+                format!(" within its first {}", size(MAX_BODY_BYTES))
+            } else {
+                String::new()
+            };
+            format!("the body is not JSON{within}: {err}")
+        })
+    }
+}
+
+/// `1 MiB`, `64 KiB`, `512 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        _ if bytes >= 1 << 20 && bytes % (1 << 20) == 0 => format!("{} MiB", bytes >> 20),
+        _ if bytes >= 1 << 10 && bytes % (1 << 10) == 0 => format!("{} KiB", bytes >> 10),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
 /// Reads at most [`MAX_BODY_BYTES`] of the body; the rest is left unread (the connection is
 /// not reused, so nothing needs draining).
-async fn read_body_prefix(mut response: reqwest::Response) -> Result<Vec<u8>, NotReady> {
-    let mut body = Vec::new();
-    while body.len() < MAX_BODY_BYTES {
+async fn read_body_prefix(mut response: reqwest::Response) -> Result<Body, NotReady> {
+    let mut bytes = Vec::new();
+    let mut truncated = false;
+    while bytes.len() < MAX_BODY_BYTES {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = MAX_BODY_BYTES - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let room = MAX_BODY_BYTES - bytes.len();
+                truncated = chunk.len() >= room;
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
-            Ok(None) => break,
+            Ok(None) => {
+                truncated = false;
+                break;
+            }
             Err(err) => {
                 return Err(NotReady::present(format!(
                     "reading the body: {}",
@@ -289,7 +655,7 @@ async fn read_body_prefix(mut response: reqwest::Response) -> Result<Vec<u8>, No
             }
         }
     }
-    Ok(body)
+    Ok(Body { bytes, truncated })
 }
 
 fn parse_method(method: Option<&str>) -> Result<Method, String> {
@@ -572,6 +938,157 @@ mod tests {
         let tls = crate::tls::Tls::new(&crate::tls::TlsSettings::default(), []).unwrap();
         let err = HttpProbe::new(&settings, &tls.https()).err().unwrap();
         assert!(err.contains("HEAD") && err.contains("/ok/"), "{err}");
+    }
+
+    #[test]
+    fn bad_checks_are_refused_naming_the_value_and_the_form() {
+        let tls = crate::tls::Tls::new(&crate::tls::TlsSettings::default(), []).unwrap();
+        let refused = |settings: HttpSettings| HttpProbe::new(&settings, &tls.https()).err().unwrap();
+        let err = refused(HttpSettings {
+            expect_headers: vec!["X Ready".into()],
+            ..HttpSettings::default()
+        });
+        assert_eq!(
+            err,
+            format!(
+                "invalid --http-header-expect \"X Ready\": \"X Ready\" is not a valid header name; \
+                 {HEADER_EXPECT_FORM}"
+            )
+        );
+        let err = refused(HttpSettings {
+            expect_headers: vec!["X-Ready: (yes".into()],
+            ..HttpSettings::default()
+        });
+        assert!(
+            err.starts_with("invalid --http-header-expect \"X-Ready: (yes\": bad regular expression")
+                && err.ends_with(HEADER_EXPECT_FORM),
+            "{err}"
+        );
+        let err = refused(HttpSettings {
+            json: vec!["status=UP".into(), "checks[x]".into()],
+            ..HttpSettings::default()
+        });
+        assert!(err.starts_with("invalid --http-json \"checks[x]\": "), "{err}");
+        let err = refused(HttpSettings {
+            method: Some("HEAD".into()),
+            json: vec!["status=UP".into()],
+            ..HttpSettings::default()
+        });
+        assert!(
+            err.contains("--http-json \"status=UP\"") && err.contains("HEAD"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn header_expectations_parse() {
+        let expectation = parse_header_expectation(" X-Ready ").unwrap();
+        assert_eq!(
+            (expectation.name.as_str(), expectation.shown.as_str()),
+            ("x-ready", "X-Ready")
+        );
+        assert!(expectation.pattern.is_none());
+        // An empty pattern asks for presence only.
+        assert!(parse_header_expectation("X-Ready:").unwrap().pattern.is_none());
+        // Only the first colon separates: the pattern may hold more.
+        let expectation = parse_header_expectation("Date: \\d+:\\d+").unwrap();
+        assert_eq!(expectation.pattern.unwrap().as_str(), "\\d+:\\d+");
+    }
+
+    #[test]
+    fn header_reasons_are_bounded_printable_and_hide_secrets() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-long", HeaderValue::from_str(&"a".repeat(5000)).unwrap());
+        headers.insert("x-bytes", HeaderValue::from_bytes(b"caf\xe9\tx").unwrap());
+        headers.insert("x-auth-token", HeaderValue::from_static("hunter2"));
+        let check = |text: &str| parse_header_expectation(text).unwrap().check(&headers);
+        let err = check("X-Long: ^b").unwrap_err();
+        assert!(err.chars().count() < 150 && err.contains('…'), "{err}");
+        assert_eq!(
+            check("X-Bytes: ^tea").unwrap_err(),
+            "header X-Bytes is \"caf\u{fffd} x\" (expected /^tea/)"
+        );
+        check("X-Bytes: ^caf").unwrap();
+        assert_eq!(
+            check("X-Auth-Token: ^secret$").unwrap_err(),
+            "header X-Auth-Token does not match /^secret$/ (its value is not shown)"
+        );
+        assert_eq!(check("X-Missing").unwrap_err(), "header X-Missing is missing");
+        for name in ["Set-Cookie", "X-Api-Key", "Authorization", "X-Session-Id"] {
+            assert!(looks_secret(name), "{name}");
+        }
+        assert!(!looks_secret("X-Ready") && !looks_secret("Content-Type"));
+    }
+
+    #[test]
+    fn redirects_change_methods_as_browsers_do() {
+        use StatusCode as S;
+        assert_eq!(method_after_redirect(S::SEE_OTHER, Method::POST), Method::GET);
+        assert_eq!(method_after_redirect(S::SEE_OTHER, Method::HEAD), Method::HEAD);
+        assert_eq!(method_after_redirect(S::FOUND, Method::POST), Method::GET);
+        assert_eq!(method_after_redirect(S::FOUND, Method::HEAD), Method::HEAD);
+        assert_eq!(
+            method_after_redirect(S::TEMPORARY_REDIRECT, Method::POST),
+            Method::POST
+        );
+        assert_eq!(
+            method_after_redirect(S::PERMANENT_REDIRECT, Method::PUT),
+            Method::PUT
+        );
+    }
+
+    #[test]
+    fn urls_in_reasons_carry_no_credentials() {
+        let url = Url::parse("https://user:hunter2@example.com:8443/a/b?token=abc#frag").unwrap();
+        assert_eq!(show_url(&url), "https://example.com:8443/a/b");
+        let next = next_url(&url, &HeaderValue::from_static("../c?x=1"), StatusCode::FOUND).unwrap();
+        assert_eq!(next.as_str(), "https://user:hunter2@example.com:8443/c?x=1");
+        let err = next_url(&url, &HeaderValue::from_static("ftp://h/f"), StatusCode::FOUND).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "HTTP 302 redirects to a ftp: URL; only http and https are followed"
+        );
+        let err = next_url(&url, &HeaderValue::from_static("http://[::1"), StatusCode::FOUND).unwrap_err();
+        assert!(
+            err.reason
+                .starts_with("HTTP 302 with a Location that is not a URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_say_why() {
+        let body = |bytes: &[u8], truncated| Body {
+            bytes: bytes.to_vec(),
+            truncated,
+        };
+        assert_eq!(
+            body(b" \r\n", false).json().unwrap_err(),
+            "the body is empty, not JSON"
+        );
+        assert_eq!(
+            body(b"ok", false).json().unwrap_err(),
+            "the body is not JSON: expected value at line 1 column 1"
+        );
+        assert_eq!(
+            body(br#"{"a":"b"#, true).json().unwrap_err(),
+            "the body is not JSON within its first 1 MiB: EOF while parsing a string at line 1 column 7"
+        );
+        assert_eq!(
+            body(b"\xef\xbb\xbf{\"a\":1}", false).json().unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        assert!(
+            body(deep.as_bytes(), false)
+                .json()
+                .unwrap_err()
+                .contains("recursion limit"),
+            "nesting is bounded"
+        );
+        assert_eq!(size(MAX_BODY_BYTES), "1 MiB");
+        assert_eq!(size(64 * 1024), "64 KiB");
+        assert_eq!(size(1000), "1000 bytes");
     }
 
     #[test]

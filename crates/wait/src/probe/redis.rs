@@ -1,29 +1,54 @@
-//! `redis://`: ready when the server answers `PING` with `+PONG`, after `AUTH` when the URL
-//! carries a password (and an ACL user, Redis 6+).
+//! `redis://` and `rediss://`: ready when the server answers `PING` with `+PONG`, after `AUTH`
+//! when the URL carries a password (and an ACL user, Redis 6+) and after `SELECT n` when it
+//! names a database (`redis://cache/3`).
 //!
 //! A Redis that accepts connections is not necessarily ready: while it loads its dataset it
 //! answers `-LOADING`, a replica cut off from its primary may answer `-MASTERDOWN`, and a
 //! script that runs too long makes it answer `-BUSY`. PING sees all of these; a TCP check
-//! does not.
+//! does not. SELECT is sent because the app will send it: a database number the server does
+//! not have (`databases 16` is the default; a cluster has only 0) fails the app the same way.
+//!
+//! `rediss://` speaks TLS from the first byte, with the certificate checked against the
+//! trusted CAs and the host name (`--ca-file`, `--insecure`; see [`crate::tls`]). Every step
+//! (connect, handshake, each command's reply) is bounded by the attempt's deadline, and a
+//! reply that does not come in time is named by its command.
 
+use pitcrew_core::duration::display as human;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::net::{Stream, connect_tcp};
 use super::{NotReady, printable};
-use crate::target::RedisTarget;
+use crate::target::{RedisTarget, TlsMode};
 use crate::tls::Tls;
 
-/// Longest reply line we read. PING and AUTH replies are a few dozen bytes; the bound keeps a
-/// confused peer (say, an HTTP server streaming a page) from making us allocate without end.
+/// Longest reply line we read. PING, AUTH and SELECT replies are a few dozen bytes; the bound
+/// keeps a confused peer (say, an HTTP server streaming a page) from making us allocate
+/// without end.
 const MAX_LINE: usize = 4096;
 
 /// One attempt.
-pub async fn check(target: &RedisTarget, _tls: Option<&Tls>, deadline: Instant) -> Result<(), NotReady> {
-    let stream = connect_tcp(&target.address, deadline).await?;
+pub async fn check(target: &RedisTarget, tls: Option<&Tls>, deadline: Instant) -> Result<(), NotReady> {
+    let stream: Stream = Box::new(connect_tcp(&target.address, deadline).await?);
+    let stream = match (target.tls, tls) {
+        (TlsMode::Disable, _) => stream,
+        (mode, Some(tls)) => {
+            let Some(config) = tls.config(mode, None) else {
+                return Err(NotReady::unknown(
+                    "internal error: no TLS configuration for rediss",
+                ));
+            };
+            tls.handshake(stream, &target.address.host, config, deadline)
+                .await?
+        }
+        (_, None) => return Err(NotReady::unknown("internal error: TLS not prepared")),
+    };
     let mut conn = Connection {
-        stream: Box::new(stream),
+        stream,
         buffer: Vec::new(),
+        encrypted: target.tls != TlsMode::Disable,
+        replies: 0,
+        deadline,
     };
     if let Some(password) = &target.password {
         let mut command = vec!["AUTH"];
@@ -31,8 +56,7 @@ pub async fn check(target: &RedisTarget, _tls: Option<&Tls>, deadline: Instant) 
             command.push(user);
         }
         command.push(password);
-        conn.send(&encode(&command)).await?;
-        let reply = conn.read_line().await?;
+        let reply = conn.command(&command, "AUTH").await?;
         if reply != "+OK" {
             return Err(classify(&reply).err().unwrap_or_else(|| {
                 NotReady::present(format!(
@@ -42,8 +66,22 @@ pub async fn check(target: &RedisTarget, _tls: Option<&Tls>, deadline: Instant) 
             }));
         }
     }
-    conn.send(&encode(&["PING"])).await?;
-    let reply = conn.read_line().await?;
+    if let Some(database) = target.database {
+        let number = database.to_string();
+        let reply = conn.command(&["SELECT", &number], "SELECT").await?;
+        if reply != "+OK" {
+            return Err(match classify(&reply) {
+                // NOAUTH and LOADING read the same whichever command met them.
+                Err(err) if !reply.starts_with("-ERR") => err,
+                // "ERR DB index is out of range", "ERR SELECT is not allowed in cluster mode".
+                _ => NotReady::present(format!(
+                    "SELECT {database}: {}",
+                    printable(reply.strip_prefix('-').unwrap_or(&reply).as_bytes())
+                )),
+            });
+        }
+    }
+    let reply = conn.command(&["PING"], "PING").await?;
     classify(&reply)
 }
 
@@ -86,12 +124,31 @@ struct Connection {
     stream: Stream,
     /// Bytes read but not yet returned as a line.
     buffer: Vec<u8>,
+    /// Whether the stream is TLS, for the hint when a plaintext connection is dropped.
+    encrypted: bool,
+    /// Reply lines read so far.
+    replies: usize,
+    /// The attempt's deadline, for every command.
+    deadline: Instant,
 }
 
 impl Connection {
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), NotReady> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
+    /// Sends `parts` and reads the one-line reply, by the deadline; `name` names the command
+    /// in the reason when the reply does not come in time.
+    async fn command(&mut self, parts: &[&str], name: &str) -> Result<String, NotReady> {
+        let started = Instant::now();
+        let deadline = self.deadline;
+        let exchange = async {
+            self.stream.write_all(&encode(parts)).await?;
+            self.read_line().await
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(reply) => reply,
+            Err(_) => Err(NotReady::present(format!(
+                "no reply to {name} within {}",
+                human(started.elapsed())
+            ))),
+        }
     }
 
     /// One CRLF-terminated line, at most [`MAX_LINE`] bytes.
@@ -100,6 +157,7 @@ impl Connection {
             if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
                 let line = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
                 self.buffer.drain(..end + 2);
+                self.replies += 1;
                 return Ok(line);
             }
             if self.buffer.len() >= MAX_LINE {
@@ -109,11 +167,21 @@ impl Connection {
             }
             let mut chunk = [0u8; 512];
             let room = (MAX_LINE - self.buffer.len()).min(chunk.len());
-            let read = self.stream.read(&mut chunk[..room]).await?;
-            if read == 0 {
-                return Err(NotReady::present("connection closed by peer"));
+            let read = match self.stream.read(&mut chunk[..room]).await {
+                Ok(0) => Err(NotReady::present("connection closed by peer")),
+                Ok(read) => Ok(read),
+                Err(err) => Err(NotReady::from(err)),
+            };
+            match read {
+                Ok(read) => self.buffer.extend_from_slice(&chunk[..read]),
+                // A Redis TLS port drops a plaintext client without a word.
+                Err(mut err) if !self.encrypted && self.replies == 0 => {
+                    err.reason
+                        .push_str(" before any reply; if the server wants TLS, use rediss://");
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
             }
-            self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
 }
