@@ -224,28 +224,9 @@ async fn wait_for(
             progress.attempts += 1;
             progress.attempts
         };
-        let own = Instant::now() + config.attempt_timeout;
-        let started = Instant::now();
-        let (attempt_deadline, cut_at_timeout) = match overall {
-            Some(overall) if overall < own => (overall, true),
-            _ => (own, false),
-        };
-        let outcome =
-            match tokio::time::timeout_at(attempt_deadline, prober.check(target, attempt_deadline)).await {
-                Ok(result) => result,
-                Err(_) if cut_at_timeout => Err(NotReady::present(format!(
-                    "no answer within {} (cut at --timeout)",
-                    human(started.elapsed())
-                ))),
-                Err(_) => Err(NotReady::present(format!(
-                    "no answer within {} (--attempt-timeout)",
-                    human(config.attempt_timeout)
-                ))),
-            };
+        let (outcome, cut_short) = one_attempt(prober, target, config, overall).await;
         // An attempt cut short by the overall deadline tells less than the last one that ran its
         // course: keep that one's reason for the summary, if there is one.
-        let cut_short =
-            overall.is_some_and(|overall| attempt_deadline == overall && Instant::now() >= overall);
         if cut_short && outcome.is_err() && lock(progress).last_reason.is_some() {
             std::future::pending::<()>().await;
         }
@@ -313,6 +294,41 @@ async fn wait_for(
         lock(progress).last_reason = Some(reason);
         tokio::time::sleep(delay).await;
     }
+}
+
+/// One attempt at `target`, bounded by `--attempt-timeout` and the overall deadline. Also says
+/// whether the overall deadline cut it short.
+async fn one_attempt(
+    prober: &Prober,
+    target: &Target,
+    config: &Config,
+    overall: Option<Instant>,
+) -> (Result<(), NotReady>, bool) {
+    let started = Instant::now();
+    let own = started + config.attempt_timeout;
+    let (deadline, cut_at_timeout) = match overall {
+        Some(overall) if overall < own => (overall, true),
+        _ => (own, false),
+    };
+    let flag = if cut_at_timeout {
+        " (cut at --timeout)"
+    } else {
+        " (--attempt-timeout)"
+    };
+    let outcome = match tokio::time::timeout_at(deadline, prober.check(target, deadline)).await {
+        // The probe ran out of time itself and said in which step; add which flag set the
+        // limit, so the reader knows what to raise.
+        Ok(Err(mut failure)) if Instant::now() >= deadline => {
+            failure.reason.push_str(flag);
+            Err(failure)
+        }
+        Ok(result) => result,
+        Err(_) => Err(NotReady::present(format!(
+            "no answer within {}{flag}",
+            human(started.elapsed())
+        ))),
+    };
+    (outcome, cut_at_timeout && Instant::now() >= deadline)
 }
 
 fn log_start(config: &Config) {

@@ -163,9 +163,8 @@ async fn an_attempt_that_hangs_is_cut_by_the_attempt_timeout() {
     let target = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let config = config(&["--attempt-timeout", "200ms", "--timeout", "1s", &target]);
     let err = run(&config, never_stops()).await.unwrap_err().to_string();
-    assert!(
-        err.contains("no answer within 200ms (--attempt-timeout)"),
-        "{err}"
-    );
+    // The probe names the step it was in; the runner adds the flag that set the limit.
+    assert!(err.contains("no reply to PING within"), "{err}");
+    assert!(err.contains("(--attempt-timeout)"), "{err}");
     drop(listener);
 }

@@ -196,11 +196,16 @@ struct HeaderExpectation {
     pattern: Option<regex_lite::Regex>,
 }
 
-impl HttpProbe {
-    /// Validates the settings and builds the client with `tls`. Fails with a message naming
-    /// the bad value and the expected form: a header that is not `Name: value`, an invalid
-    /// method, a bad `--http-header-expect` or `--http-json`, a body check combined with `HEAD`.
-    pub fn new(settings: &HttpSettings, tls: &ClientConfig) -> Result<HttpProbe, String> {
+/// The parts of [`HttpSettings`] that need parsing, parsed.
+struct Checks {
+    method: Method,
+    headers: HeaderMap,
+    expect_headers: Vec<HeaderExpectation>,
+    json: Vec<json::Condition>,
+}
+
+impl Checks {
+    fn parse(settings: &HttpSettings) -> Result<Checks, String> {
         let method = parse_method(settings.method.as_deref())?;
         if method == Method::HEAD {
             if let Some(body) = &settings.body {
@@ -217,17 +222,40 @@ impl HttpProbe {
                 ));
             }
         }
-        let headers = parse_headers(&settings.headers)?;
-        let expect_headers = settings
-            .expect_headers
-            .iter()
-            .map(|text| parse_header_expectation(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let json = settings
-            .json
-            .iter()
-            .map(|text| text.parse())
-            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Checks {
+            method,
+            headers: parse_headers(&settings.headers)?,
+            expect_headers: settings
+                .expect_headers
+                .iter()
+                .map(|text| parse_header_expectation(text))
+                .collect::<Result<Vec<_>, _>>()?,
+            json: settings
+                .json
+                .iter()
+                .map(|text| text.parse())
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    }
+}
+
+/// Checks the HTTP flags without building a client: a bad `--http-json` is a usage error even
+/// when no target is http (a typo in a pod spec should not wait for the day one is added).
+pub fn validate(settings: &HttpSettings) -> Result<(), String> {
+    Checks::parse(settings).map(drop)
+}
+
+impl HttpProbe {
+    /// Validates the settings and builds the client with `tls`. Fails with a message naming
+    /// the bad value and the expected form: a header that is not `Name: value`, an invalid
+    /// method, a bad `--http-header-expect` or `--http-json`, a body check combined with `HEAD`.
+    pub fn new(settings: &HttpSettings, tls: &ClientConfig) -> Result<HttpProbe, String> {
+        let Checks {
+            method,
+            headers,
+            expect_headers,
+            json,
+        } = Checks::parse(settings)?;
         log_proxies();
         let mut client = reqwest::Client::builder()
             // reqwest recognises the config by its type, so it takes the value, not the Arc.

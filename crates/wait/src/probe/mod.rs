@@ -166,7 +166,10 @@ impl Prober {
             Some(tls) if has_http => {
                 Some(http::HttpProbe::new(&settings.http, &tls.https()).map_err(WaitError::Usage)?)
             }
-            _ => None,
+            _ => {
+                http::validate(&settings.http).map_err(WaitError::Usage)?;
+                None
+            }
         };
         let k8s = if targets.iter().any(|target| matches!(target, Target::K8s(_))) {
             Some(k8s::K8sProbe::new(&settings.k8s)?)
