@@ -165,7 +165,7 @@ async fn postgres_is_ready_like_pg_isready_without_login() {
     // Logging in was asked for, but there is nothing to log in with.
     assert_not_ready(
         pg(&peer.url(user, None, db), true).await,
-        "server requires a password; put it in the target URL",
+        "server requires a password; give it in the URL, --password-file or PGPASSWORD",
     );
 }
 

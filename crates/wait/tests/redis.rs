@@ -77,7 +77,7 @@ async fn rediss_with_the_ca_file_is_ready() {
     let err = not_ready(check_with(&peer.tls_url(None), &tls).await);
     assert_eq!(
         err.reason,
-        "authentication required; put the password in the target URL"
+        "authentication required; give the password in the URL, --password-file or REDISCLI_AUTH"
     );
     let err = not_ready(check_with(&peer.tls_url(Some("wrong")), &tls).await);
     assert!(err.reason.starts_with("WRONGPASS"), "{err}");
@@ -179,7 +179,7 @@ async fn a_database_in_range_is_ready_and_one_out_of_range_is_not() {
     let err = not_ready(check(&format!("redis://127.0.0.1:{port}/3")).await);
     assert_eq!(
         err.reason,
-        "authentication required; put the password in the target URL"
+        "authentication required; give the password in the URL, --password-file or REDISCLI_AUTH"
     );
 }
 

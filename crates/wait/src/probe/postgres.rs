@@ -191,7 +191,7 @@ async fn ping(conn: &mut Connection, login: bool) -> Result<(), NotReady> {
                 // asked for, cannot happen.
                 return if login && code != AUTH_OK {
                     Err(NotReady::present(
-                        "server requires a password; put it in the target URL",
+                        "server requires a password; give it in the URL, --password-file or PGPASSWORD",
                     ))
                 } else {
                     Ok(())

@@ -112,7 +112,8 @@ fn classify(line: &str) -> Result<(), NotReady> {
         // Cannot be triggered cheaply against a real server (it needs a dataset big enough to
         // take a while to load), so the unit tests pin this classification instead.
         "LOADING" => "Redis is loading the dataset into memory".to_owned(),
-        "NOAUTH" => "authentication required; put the password in the target URL".to_owned(),
+        "NOAUTH" => "authentication required; give the password in the URL, --password-file or REDISCLI_AUTH"
+            .to_owned(),
         // WRONGPASS (Redis 6+), "ERR invalid password" (older), MASTERDOWN, BUSY, and anything
         // else: the server's own words say it best.
         _ => printable(error.as_bytes()),
@@ -210,7 +211,7 @@ mod tests {
         );
         assert_eq!(
             reason("-NOAUTH Authentication required."),
-            "authentication required; put the password in the target URL"
+            "authentication required; give the password in the URL, --password-file or REDISCLI_AUTH"
         );
         assert_eq!(
             reason("-WRONGPASS invalid username-password pair or user is disabled."),
