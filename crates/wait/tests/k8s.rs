@@ -83,7 +83,7 @@ fn complete_job() -> Value {
     job(
         "migrate",
         &json!({"backoffLimit": 6, "completions": 1}),
-        &json!({"succeeded": 1, "failed": 2, "conditions": [
+        &json!({"succeeded": 1, "conditions": [
             {"type": "Complete", "status": "True", "reason": "CompletionsReached"}
         ]}),
     )
@@ -198,11 +198,17 @@ async fn a_failed_job_is_fatal_with_its_reason_whether_listed_or_watched() {
     assert_not_ready(outcome, Kind::Fatal, reason);
 }
 
-/// Regression for k8s-wait-for #53: a Job whose pods failed but that is still retrying within
-/// its backoffLimit was reported as failed.
+/// Regression for k8s-wait-for #45 and #53: it counted failed pods against a Job, so one that
+/// succeeded on a retry was waited for forever. A Job still retrying is not failed either.
 #[tokio::test]
-async fn a_job_retrying_after_failed_pods_is_not_failed() {
+async fn a_job_that_succeeded_on_a_retry_is_complete_and_one_still_retrying_is_not_failed() {
     let fake = FakeApi::start(TOKEN).await;
+    let mut retried = complete_job();
+    retried["status"]["failed"] = json!(2);
+    fake.put(Res::Job, retried);
+    check_briefly(&fake, "k8s://job/migrate")
+        .await
+        .expect("complete despite 2 failed pods");
     fake.put(Res::Job, running_job(1, 2));
     assert_not_ready(
         check_briefly(&fake, "k8s://job/migrate").await,
@@ -211,11 +217,19 @@ async fn a_job_retrying_after_failed_pods_is_not_failed() {
     );
 }
 
-/// Regression for k8s-wait-for #68: `succeeded >= 1` counted a Job with `completions: 3` as
-/// done after its first pod.
+/// Regression for k8s-wait-for #68: it scraped the pod counts from `kubectl describe`, and when
+/// that output changed, a Job with "1 Active / 0 Succeeded / 0 Failed" passed as done. Here
+/// only the conditions decide, and counting successes would not do either: one success of
+/// `completions: 3` is not complete.
 #[tokio::test]
-async fn one_success_of_three_completions_is_not_complete() {
+async fn a_running_job_is_not_done_and_one_success_of_three_completions_is_not_complete() {
     let fake = FakeApi::start(TOKEN).await;
+    fake.put(Res::Job, running_job(1, 0));
+    assert_not_ready(
+        check_briefly(&fake, "k8s://job/migrate").await,
+        Kind::Present,
+        "Job shop/migrate: 1 active, 0 succeeded, 0 failed (backoffLimit 6)",
+    );
     fake.put(
         Res::Job,
         job(
@@ -256,16 +270,23 @@ async fn a_missing_job_is_waited_for_counted_as_done_or_fatal_as_missing_says() 
     );
 }
 
-/// With `?missing=ready`, a 404 from something that is not the API server speaking of this Job
-/// (a wrong --k8s-api-server path, a proxy) must not pass as "finished and deleted".
+/// With `?missing=ready`, an answer from something that is not the API server speaking of this
+/// Job (a wrong --k8s-api-server path, a proxy) must not pass as "finished and deleted".
 #[tokio::test]
-async fn a_404_that_is_not_about_the_job_does_not_count_as_deleted() {
+async fn an_answer_that_is_not_about_the_job_does_not_count_as_deleted() {
     let fake = FakeApi::start(TOKEN).await;
     fake.can_job_answer(404, "<html><body>404 page not found</body></html>");
     assert_not_ready(
         check_briefly(&fake, "k8s://job/migrate?missing=ready").await,
         Kind::Unknown,
         "the API server answered get jobs with HTTP 404: <html><body>404 page not found</body></html>",
+    );
+    // Nor a 200 that is not this Job.
+    fake.can_job_answer(200, r#"{"kind": "Status", "status": "Success"}"#);
+    assert_not_ready(
+        check_briefly(&fake, "k8s://job/migrate?missing=ready").await,
+        Kind::Unknown,
+        r#"the API server's answer to get jobs is not the Job: {"kind": "Status", "status": "Success"}"#,
     );
 }
 

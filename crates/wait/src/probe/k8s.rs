@@ -424,12 +424,28 @@ impl Api<'_> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if job.is_some() {
-            if let Some(name) = object_name(&found) {
-                view.objects.insert(name.to_owned(), found.clone());
+        // An answer that is not what was asked for (a proxy's page, a wrong path prefix) must
+        // not pass as "no such Job" or "no pods": with ?missing=ready the first would be ready.
+        let not_it = || {
+            NotReady::unknown(format!(
+                "the API server's answer to {} {} is not {}: {}",
+                access.verb,
+                access.resource,
+                if job.is_some() { "the Job" } else { "a list" },
+                printable(&body[..body.len().min(200)])
+            ))
+        };
+        if let Some(name) = job {
+            if found["kind"] != "Job" || object_name(&found) != Some(name) {
+                return Err(not_it());
             }
+            view.objects.insert(name.to_owned(), found);
         } else {
-            let items = found["items"].as_array().into_iter().flatten();
+            let items = match &found["items"] {
+                Value::Array(items) => items.as_slice(),
+                Value::Null if found["metadata"].is_object() => &[],
+                _ => return Err(not_it()),
+            };
             for item in items {
                 if let Some(name) = object_name(item) {
                     view.objects.insert(name.to_owned(), item.clone());
@@ -717,12 +733,13 @@ fn count(object: &Value, pointer: &str) -> u64 {
     object.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Complete is ready; Failed ends the wait. A Job whose pods failed but that still retries
-/// (failed > 0, within its backoffLimit) is neither: k8s-wait-for called it failed (its issue
-/// #53). `succeeded >= 1` is not judged either: a Job with `completions: 3` is not done after
-/// one (k8s-wait-for #68). Since Kubernetes 1.31 the controller sets SuccessCriteriaMet and
-/// FailureTarget first, and Complete or Failed only once the Job's pods are gone: the outcome
-/// is decided by then, so they count as well.
+/// Complete is ready; Failed ends the wait; the pod counters only describe the progress.
+/// k8s-wait-for judged by the counters, scraped from `kubectl describe`: a Job that succeeded
+/// on a retry after a failed pod was waited for forever (its issues #45, #53), and when
+/// kubectl's output changed, a Job with one active pod passed as done (#68). `succeeded >= 1`
+/// would be wrong too: a Job with `completions: 3` is not done after one pod. Since Kubernetes
+/// 1.31 the controller sets SuccessCriteriaMet and FailureTarget first, and Complete or Failed
+/// only once the Job's pods are gone: the outcome is decided by then, so they count as well.
 fn judge_job(namespace: &str, name: &str, missing: MissingJob, job: Option<&Value>) -> Result<(), NotReady> {
     let Some(job) = job else {
         return match missing {
