@@ -60,6 +60,8 @@ pub enum WatchPlan {
     Garbage(&'static str),
     /// Break the connection (no final chunk) right after the stream starts.
     Drop,
+    /// End the stream at once, cleanly, as when `timeoutSeconds` has passed.
+    End,
 }
 
 /// One request as the server saw it.
@@ -252,6 +254,11 @@ impl FakeApi {
     /// Misbehaves on the next watch request.
     pub fn plan_watch(&self, plan: WatchPlan) {
         self.state().watch_plans.push_back(plan);
+    }
+
+    /// Forgets planned misbehaviour that no watch used.
+    pub fn clear_plans(&self) {
+        self.state().watch_plans.clear();
     }
 
     /// Answers the next GET of a Job with `status` and `body` as they are.
@@ -603,6 +610,7 @@ async fn stream_events(
             let _ = sender.send(Err(io::Error::other("dropped on purpose"))).await;
             return;
         }
+        Some(WatchPlan::End) => return,
         Some(WatchPlan::Status(_)) | None => {}
     }
     let end = Instant::now() + Duration::from_secs(seconds);
