@@ -60,6 +60,10 @@ const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
 /// One watch event carries one object (etcd caps those at 1.5 MiB by default).
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
+/// What an ERROR event with a 410 means: the watch's resourceVersion is too old, which is
+/// routine (compaction), unlike the other reasons a watch ends.
+const WATCH_EXPIRED: &str = "the watch expired (410 Gone)";
+
 /// How many not-ready pods a reason names.
 const PODS_NAMED: usize = 3;
 
@@ -344,7 +348,7 @@ impl View<'_> {
             Some("BOOKMARK") => {}
             Some("ERROR") => {
                 return Err(if object["code"].as_u64() == Some(410) {
-                    "the watch expired (410 Gone); the next attempt lists again".to_owned()
+                    format!("{WATCH_EXPIRED}; the next attempt lists again")
                 } else {
                     format!("the watch reported an error: {}", status_message(object))
                 });
@@ -528,7 +532,13 @@ impl Api<'_> {
                     continue;
                 }
                 if let Err(why) = view.apply(&line) {
-                    tracing::debug!("{why}");
+                    if why.starts_with(WATCH_EXPIRED) {
+                        tracing::debug!("{why}");
+                    } else {
+                        // Not what an API server sends: worth a word, since it keeps
+                        // watches short.
+                        tracing::warn!("watching {resource}: {why}; listing again next attempt");
+                    }
                     return Err(latest);
                 }
                 match view.judge() {
