@@ -170,6 +170,17 @@ impl Tls {
     }
 }
 
+/// A verified configuration (chain and host name) that trusts only the certificates in
+/// `ca_file`, whatever the system bundle, `--ca-file` and `--insecure` say: the Kubernetes API
+/// server is trusted through the service account's `ca.crt` alone, because the bearer token
+/// goes to whichever server passes this check. `what` names the file in errors.
+pub fn config_trusting_only(ca_file: &Path, what: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    add_ca_file(&mut roots, ca_file, what)?;
+    verified_config(&provider, &Arc::new(roots), false)
+}
+
 /// A handshake failure as one short line: "TLS error: invalid peer certificate: UnknownIssuer".
 pub fn describe_tls_io(err: &std::io::Error) -> String {
     match err
