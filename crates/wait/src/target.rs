@@ -765,21 +765,27 @@ impl fmt::Display for Target {
             }
             Target::File(path) => write!(f, "file://{}", path.display()),
             Target::K8s(k8s) => {
-                let namespace = k8s.namespace.as_deref();
+                let mut params = Vec::new();
                 match &k8s.resource {
-                    K8sResource::Job { name, .. } => write!(f, "k8s://job/{name}")?,
+                    K8sResource::Job { name, missing } => {
+                        write!(f, "k8s://job/{name}")?;
+                        match missing {
+                            MissingJob::Wait => {}
+                            MissingJob::Ready => params.push("missing=ready".to_owned()),
+                            MissingJob::Fail => params.push("missing=fail".to_owned()),
+                        }
+                    }
                     K8sResource::Pods { label_selector } => {
-                        write!(f, "k8s://pods?labelSelector={label_selector}")?;
+                        f.write_str("k8s://pods")?;
+                        params.push(format!("labelSelector={label_selector}"));
                     }
                     K8sResource::Endpoints { name } => write!(f, "k8s://endpoints/{name}")?,
                 }
-                if let Some(namespace) = namespace {
-                    let separator = if matches!(k8s.resource, K8sResource::Pods { .. }) {
-                        '&'
-                    } else {
-                        '?'
-                    };
-                    write!(f, "{separator}namespace={namespace}")?;
+                if let Some(namespace) = &k8s.namespace {
+                    params.push(format!("namespace={namespace}"));
+                }
+                if !params.is_empty() {
+                    write!(f, "?{}", params.join("&"))?;
                 }
                 Ok(())
             }

@@ -363,7 +363,7 @@ impl HttpProbe {
             kept
         };
         let request = self.client.request(method, url).headers(headers).send();
-        match tokio::time::timeout_at(deadline, ATTEMPT_DEADLINE.scope(deadline, request)).await {
+        match tokio::time::timeout_at(deadline, within_attempt(deadline, request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(describe_request_error(&err)),
             Err(_) => Err(NotReady::present(format!(
@@ -604,9 +604,15 @@ tokio::task_local! {
     static ATTEMPT_DEADLINE: Instant;
 }
 
-/// The HTTP client's resolver: [`resolve`], bounded by the attempt's deadline, failing with a
-/// [`ResolveError`] that [`describe_request_error`] finds in the error chain by its type.
-struct SystemResolver;
+/// Runs `request` (a reqwest future) with `deadline` visible to [`SystemResolver`].
+pub(crate) async fn within_attempt<F: std::future::Future>(deadline: Instant, request: F) -> F::Output {
+    ATTEMPT_DEADLINE.scope(deadline, request).await
+}
+
+/// The resolver of every reqwest client here (http targets, the Kubernetes API): [`resolve`],
+/// bounded by the attempt's deadline (see [`within_attempt`]), failing with a [`ResolveError`]
+/// that [`describe_request_error`] finds in the error chain by its type.
+pub(crate) struct SystemResolver;
 
 impl Resolve for SystemResolver {
     fn resolve(&self, name: Name) -> Resolving {
@@ -755,7 +761,7 @@ fn describe_request_error(err: &reqwest::Error) -> NotReady {
         }
         source = current.source();
     }
-    let reason = describe_chain(err).unwrap_or_else(|| error_chain(err));
+    let reason = describe_failure(err);
     if !err.is_connect() {
         // Sent, and then something went wrong: the server is there.
         return NotReady::present(reason);
@@ -776,7 +782,7 @@ fn describe_request_error(err: &reqwest::Error) -> NotReady {
             reason
         };
         NotReady::unreachable(reason)
-    } else if has_tls_error(err) {
+    } else if find_tls_error(err).is_some() {
         // Something answered the handshake.
         NotReady::present(reason)
     } else {
@@ -787,21 +793,27 @@ fn describe_request_error(err: &reqwest::Error) -> NotReady {
     }
 }
 
-/// Whether a rustls error is in `err`'s chain (tokio-rustls wraps it in an `io::Error`, whose
-/// `source` skips over what it wraps, so look inside those by hand).
-fn has_tls_error(err: &(dyn StdError + 'static)) -> bool {
+/// rustls' error anywhere in `err`'s chain, also inside the `io::Error`s that wrap it (whose
+/// `source` skips over what they wrap, sometimes more than one deep).
+pub(crate) fn find_tls_error<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e rustls::Error> {
     let mut source = Some(err);
     while let Some(current) = source {
-        if current.downcast_ref::<rustls::Error>().is_some() {
-            return true;
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         let wrapped = current.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
-        if wrapped.is_some_and(|inner| has_tls_error(inner)) {
-            return true;
+        if let Some(found) = wrapped.and_then(|inner| find_tls_error(inner)) {
+            return Some(found);
         }
         source = current.source();
     }
-    false
+    None
+}
+
+/// A failed reqwest call as one short line, never naming the URL: the TLS or I/O error at its
+/// root, or else every layer of the error but reqwest's own.
+pub(crate) fn describe_failure(err: &reqwest::Error) -> String {
+    describe_chain(err).unwrap_or_else(|| error_chain(err))
 }
 
 /// The kind of the first I/O error in `err`'s chain.

@@ -25,9 +25,7 @@
 //! (refused, 403, 500, garbage) is [`Kind::Unknown`], which `--invert` never counts as gone.
 
 use std::collections::BTreeMap;
-use std::error::Error as StdError;
 use std::fmt::Write as _;
-use std::io;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -139,14 +137,17 @@ impl K8sProbe {
             resource: &target.resource,
             objects: BTreeMap::new(),
         };
-        let resource_version = api.list(&mut view).await?;
-        let latest = match view.judge() {
-            Err(not_ready) if not_ready.kind == Kind::Present => not_ready,
-            // Ready, failed, gone, or missing: a watch cannot tell more, and `--invert` wants a
-            // missing Job reported at once.
-            done => return done,
-        };
-        api.watch(&mut view, &resource_version, latest).await
+        super::http::within_attempt(deadline, async {
+            let resource_version = api.list(&mut view).await?;
+            let latest = match view.judge() {
+                Err(not_ready) if not_ready.kind == Kind::Present => not_ready,
+                // Ready, failed, gone, or missing: a watch cannot tell more, and `--invert`
+                // wants a missing Job reported at once.
+                done => return done,
+            };
+            api.watch(&mut view, &resource_version, latest).await
+        })
+        .await
     }
 
     fn read_namespace(&self) -> Result<String, NotReady> {
@@ -213,6 +214,9 @@ impl K8sProbe {
         let client = reqwest::Client::builder()
             // reqwest recognises the config by its type, so it takes the value, not the Arc.
             .use_preconfigured_tls((*tls).clone())
+            // Bounded lookups with typed failures, as for http targets (the API server is
+            // usually an IP address, but --k8s-api-server may name a host).
+            .dns_resolver(std::sync::Arc::new(super::http::SystemResolver))
             .user_agent(USER_AGENT)
             .build()
             .map_err(|err| NotReady::fatal(format!("cannot set up the Kubernetes client: {err}")))?;
@@ -520,7 +524,10 @@ impl Api<'_> {
                     return Err(latest);
                 }
                 Ok(Err(err)) => {
-                    tracing::debug!("the watch of {resource} broke: {}", transport(&err));
+                    tracing::debug!(
+                        "the watch of {resource} broke: {}",
+                        super::http::describe_failure(&err)
+                    );
                     return Err(latest);
                 }
                 Err(_) => return Err(latest),
@@ -572,7 +579,7 @@ impl Api<'_> {
             Ok(Err(err)) => Err(NotReady::unknown(format!(
                 "cannot reach the API server {}: {}",
                 self.origin(),
-                transport(&err)
+                super::http::describe_failure(&err)
             ))),
             Err(_) => Err(NotReady::unknown(format!(
                 "no answer from the API server {} within {} ({} {})",
@@ -613,7 +620,11 @@ impl Api<'_> {
 
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|err| transport(&err))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| super::http::describe_failure(&err))?
+    {
         if body.len() + chunk.len() > limit {
             return Err(format!("more than {} MiB", limit / (1024 * 1024)));
         }
@@ -682,45 +693,6 @@ fn status_message(status: &Value) -> String {
         .or_else(|| status["reason"].as_str())
         .unwrap_or_default();
     printable(text.as_bytes())
-}
-
-/// A transport failure as one short line: the TLS or I/O error at its root.
-fn transport(err: &reqwest::Error) -> String {
-    if let Some(tls) = find_tls_error(err) {
-        return format!("TLS error: {tls}");
-    }
-    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    let mut innermost = None;
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            return describe_io(io);
-        }
-        innermost = Some(current);
-        source = current.source();
-    }
-    // reqwest's own top layer names the URL: say only what kind of failure it was.
-    match innermost {
-        Some(inner) if !std::ptr::addr_eq(inner, err) => inner.to_string(),
-        _ if err.is_body() || err.is_decode() => "the answer broke off".to_owned(),
-        _ => "request failed".to_owned(),
-    }
-}
-
-/// rustls' error anywhere in `err`'s chain, also inside the `io::Error`s that wrap it (whose
-/// `source` skips over what they wrap, sometimes more than one deep).
-fn find_tls_error<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e rustls::Error> {
-    let mut source = Some(err);
-    while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        let wrapped = current.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
-        if let Some(found) = wrapped.and_then(|inner| find_tls_error(inner)) {
-            return Some(found);
-        }
-        source = current.source();
-    }
-    None
 }
 
 fn object_name(object: &Value) -> Option<&str> {
