@@ -15,6 +15,10 @@ use pitcrew_testkit::redis::{ACL_PASSWORD, ACL_USER, RedisPeer};
 use pitcrew_wait::probe::{self, NotReady};
 use pitcrew_wait::target::{DatabaseTarget, RedisTarget, Target};
 
+#[path = "support/outcome.rs"]
+mod outcome;
+use outcome::assert_not_ready;
+
 /// A generous bound for one probe attempt on a busy machine; the runner's attempt timeout
 /// plays this part in production.
 const ATTEMPT: Duration = Duration::from_secs(30);
@@ -59,17 +63,6 @@ async fn rd(url: &str) -> Result<(), NotReady> {
     tokio::time::timeout(ATTEMPT, probe::redis::check(&redis_target(url), None, deadline()))
         .await
         .expect("redis attempt hung")
-}
-
-fn assert_not_ready(result: Result<(), NotReady>, contains: &str) {
-    match result {
-        Ok(()) => panic!("expected not ready ({contains:?}), got ready"),
-        Err(err) => assert!(
-            err.reason.contains(contains),
-            "reason {:?} lacks {contains:?}",
-            err.reason
-        ),
-    }
 }
 
 /// Runs `attempt` until it succeeds (bounded at 120 s). The server starts in `start` on

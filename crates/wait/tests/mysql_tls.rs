@@ -24,6 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+#[path = "support/outcome.rs"]
+mod outcome;
+use outcome::assert_not_ready;
+use outcome::assert_ready;
+
 /// A generous bound for one attempt on a busy machine.
 const ATTEMPT: Duration = Duration::from_secs(30);
 
@@ -55,28 +60,6 @@ async fn probe_with(
 
 async fn probe(url: &str, login: bool, ca_file: Option<&Path>) -> Result<(), NotReady> {
     probe_with(url, login, ca_file, ATTEMPT).await
-}
-
-#[track_caller]
-fn assert_ready(result: Result<(), NotReady>, what: &str) {
-    if let Err(err) = result {
-        panic!("{what}: expected ready, got {err:?}");
-    }
-}
-
-#[track_caller]
-fn assert_not_ready(result: Result<(), NotReady>, contains: &str) -> NotReady {
-    match result {
-        Ok(()) => panic!("expected not ready ({contains:?}), got ready"),
-        Err(err) => {
-            assert!(
-                err.reason.contains(contains),
-                "reason {:?} lacks {contains:?}",
-                err.reason
-            );
-            err
-        }
-    }
 }
 
 fn url(user: &str, password: Option<&str>, host: &str, port: u16, params: &str) -> String {

@@ -20,6 +20,10 @@ use pitcrew_wait::tls::TlsSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "support/outcome.rs"]
+mod outcome;
+use outcome::assert_not_ready;
+
 /// A generous bound for one attempt on a busy machine.
 const ATTEMPT: Duration = Duration::from_secs(30);
 
@@ -62,21 +66,6 @@ impl Run {
         tokio::time::timeout(attempt + ATTEMPT, prober.check(&target, deadline))
             .await
             .unwrap_or_else(|_| panic!("{url}: the attempt did not end by its deadline"))
-    }
-}
-
-#[track_caller]
-fn assert_not_ready(result: Result<(), NotReady>, contains: &str) -> NotReady {
-    match result {
-        Ok(()) => panic!("expected not ready ({contains:?}), got ready"),
-        Err(err) => {
-            assert!(
-                err.reason.contains(contains),
-                "reason {:?} lacks {contains:?}",
-                err.reason
-            );
-            err
-        }
     }
 }
 
