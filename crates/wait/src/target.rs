@@ -973,6 +973,8 @@ mod tests {
             ("k8s://job/Bad_Name", "not a Kubernetes name"),
             ("k8s://pods", "labelSelector"),
             ("k8s://job/x?missing=maybe", "missing=\"maybe\""),
+            // The ASCII-only IDNA back end (see Cargo.toml): punycode works, Unicode is refused.
+            ("http://bücher.example/", "international domain name"),
         ];
         for (text, reason) in cases {
             let err = Target::parse(text).unwrap_err().to_string();
