@@ -47,9 +47,7 @@ impl Backoff {
 
     /// The delay before the next retry, given how long the caller has been retrying.
     pub fn next_delay(&mut self, elapsed: Duration) -> Duration {
-        let warmup_over = !self.warmup.is_zero() && elapsed >= self.warmup;
-        let next = match self.current {
-            _ if warmup_over => self.ceiling,
+        let fast = match self.current {
             None => self.first,
             Some(current) => {
                 let cap = if self.warmup.is_zero() {
@@ -60,6 +58,12 @@ impl Backoff {
                 current.saturating_mul(2).min(cap).max(self.first)
             }
         };
+        // A fast retry that would land after the warm-up is already a retry of the steady
+        // phase: it waits the ceiling. Otherwise one more fast retry lands just past the end of
+        // the warm-up, one period before the next, and a window that starts there sees one
+        // probe too many.
+        let warmup_over = !self.warmup.is_zero() && elapsed.saturating_add(fast) >= self.warmup;
+        let next = if warmup_over { self.ceiling } else { fast };
         self.current = Some(next);
         next + jitter(next)
     }
@@ -117,6 +121,25 @@ mod tests {
                 Duration::from_secs(1),
             );
         }
+    }
+
+    /// Regression (`cargo xtask bench wait`, 1.1 connects/s in the 10–20 s window): the last
+    /// fast retry was scheduled at 9.95 s for 10.05 s, inside the window, a second before the
+    /// first steady one.
+    #[test]
+    fn no_fast_retry_lands_after_the_warmup() {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        backoff.next_delay(Duration::ZERO);
+        assert_within(
+            backoff.next_delay(Duration::from_millis(9_950)),
+            Duration::from_secs(1),
+        );
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        backoff.next_delay(Duration::ZERO);
+        assert_within(
+            backoff.next_delay(Duration::from_millis(9_850)),
+            Duration::from_millis(100),
+        );
     }
 
     #[test]
