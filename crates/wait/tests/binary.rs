@@ -540,3 +540,16 @@ fn pgpassword_is_used_for_the_login() {
         stderr(&wrong)
     );
 }
+
+/// The service-account token must never go out in the clear: an http:// API server is refused
+/// before anything is tried.
+#[test]
+fn a_plaintext_kubernetes_api_server_is_a_usage_error() {
+    let output = run(&["--k8s-api-server", "http://127.0.0.1:1", "k8s://job/migrate"]);
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("must be an https:// URL"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -89,10 +89,12 @@ pub struct K8sProbe {
 
 impl K8sProbe {
     /// Takes the API server address (from the settings or the pod's environment) and the
-    /// service-account directory; reads no file yet.
+    /// service-account directory; reads no file yet. A `--k8s-api-server` that cannot be used
+    /// is a usage error (exit 64) at once; a pod without the in-cluster address is reported by
+    /// the attempts, so that `--dry-run` works outside a cluster.
     pub fn new(settings: &K8sSettings) -> Result<K8sProbe, WaitError> {
         let server = match &settings.api_server {
-            Some(url) => check_server_url(url.clone()),
+            Some(url) => Ok(check_server_url(url.clone()).map_err(WaitError::Usage)?),
             None => in_cluster_server(
                 std::env::var("KUBERNETES_SERVICE_HOST").ok().as_deref(),
                 std::env::var("KUBERNETES_SERVICE_PORT").ok().as_deref(),
