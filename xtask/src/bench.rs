@@ -460,7 +460,7 @@ fn write_report(table: &str, notes: &str, runs: u32) -> Result {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let report = format!(
         "# Benchmarks\n\n\
-         Written by `cargo xtask bench wait --runs {runs}`; rerun it to refresh (about 3 minutes).\n\n\
+         Written by `cargo xtask bench wait --runs {runs}`; rerun it to refresh (about 3 minutes with the default 9 runs, 8 with 25).\n\n\
          ## pitcrew-wait vs the shell loops it replaces\n\n\
          What pod specs do today: a busybox shell loop (`until nc 127.0.0.1 PORT </dev/null; do sleep 1; done`, \
          Debian busybox-static 1.35) or `wait-for-it -q -t 0 127.0.0.1:PORT` (Debian's, bash). \
