@@ -103,6 +103,17 @@ impl TlsMode {
         }
     }
 
+    /// Whether a database probe negotiates TLS: always when the mode asks for it (so that the
+    /// certificate is part of readiness), with `Prefer` only when logging in (so that the
+    /// password is encrypted, while a plain readiness check stays one round trip).
+    pub fn negotiates(self, logging_in: bool) -> bool {
+        match self {
+            TlsMode::Disable => false,
+            TlsMode::Prefer => logging_in,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => true,
+        }
+    }
+
     /// Whether plaintext is acceptable when the server does not offer TLS.
     pub fn allows_plaintext(self) -> bool {
         matches!(self, TlsMode::Disable | TlsMode::Prefer)

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use super::net::{Stream, connect};
 use super::{NotReady, describe_io, printable};
-use crate::target::{Address, DatabaseTarget, TlsMode};
+use crate::target::{Address, DatabaseTarget};
 use crate::tls::Tls;
 
 /// Handshake, auth and OK packets are small; refuse to allocate what a confused peer claims.
@@ -139,12 +139,7 @@ async fn start_tls(
     logging_in: bool,
 ) -> Result<(Connection, bool), NotReady> {
     let mode = target.tls;
-    let wanted = match mode {
-        TlsMode::Disable => false,
-        TlsMode::Prefer => logging_in,
-        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => true,
-    };
-    if !wanted {
+    if !mode.negotiates(logging_in) {
         return Ok((conn, false));
     }
     if handshake.capabilities & CLIENT_SSL == 0 {
@@ -153,7 +148,7 @@ async fn start_tls(
         } else {
             Err(NotReady::present(format!(
                 "server does not offer TLS (ssl-mode={})",
-                mode_name(mode)
+                mode.ssl_mode()
             )))
         };
     }
@@ -192,17 +187,6 @@ async fn start_tls(
         },
         true,
     ))
-}
-
-/// MySQL's spelling of a mode, for reasons.
-fn mode_name(mode: TlsMode) -> &'static str {
-    match mode {
-        TlsMode::Disable => "DISABLED",
-        TlsMode::Prefer => "PREFERRED",
-        TlsMode::Require => "REQUIRED",
-        TlsMode::VerifyCa => "VERIFY_CA",
-        TlsMode::VerifyFull => "VERIFY_IDENTITY",
-    }
 }
 
 /// What the initial handshake tells us.
@@ -524,6 +508,7 @@ async fn bounded<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::TlsMode;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn hex(bytes: &[u8]) -> String {

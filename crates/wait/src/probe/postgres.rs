@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use super::net::{Stream, connect};
 use super::{NotReady, describe_io, printable};
-use crate::target::{Address, DatabaseTarget, TlsMode};
+use crate::target::{Address, DatabaseTarget};
 use crate::tls::Tls;
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
@@ -118,11 +118,7 @@ async fn open(
         Address::Tcp(address) => Some(address.host.as_str()),
         Address::Unix(_) => None,
     };
-    let negotiate = match mode {
-        TlsMode::Disable => false,
-        TlsMode::Prefer => logging_in,
-        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => true,
-    };
+    let negotiate = mode.negotiates(logging_in);
     let stream = connect(&target.address, deadline).await?;
     let mut conn = Connection::new(stream, deadline);
     let (Some(host), true) = (host, negotiate) else {
