@@ -11,6 +11,7 @@
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
 //! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
+//! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 
 pub mod duration;
 pub mod exit;
@@ -22,6 +23,8 @@ pub mod admin;
 pub mod backoff;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "files")]
+pub mod files;
 #[cfg(feature = "logging")]
 pub mod logging;
 #[cfg(feature = "shutdown")]

@@ -406,13 +406,13 @@ impl HttpProbe {
         } else {
             None
         };
-        if let (Some(pattern), Some(body)) = (&self.body, &body) {
-            if !pattern.is_match(&String::from_utf8_lossy(&body.bytes)) {
-                return Err(NotReady::present(format!(
-                    "HTTP {code} but body does not match /{}/",
-                    pattern.as_str()
-                )));
-            }
+        if let (Some(pattern), Some(body)) = (&self.body, &body)
+            && !pattern.is_match(&String::from_utf8_lossy(&body.bytes))
+        {
+            return Err(NotReady::present(format!(
+                "HTTP {code} but body does not match /{}/",
+                pattern.as_str()
+            )));
         }
         for expectation in &self.expect_headers {
             expectation
@@ -659,8 +659,8 @@ impl Body {
 /// `1 MiB`, `64 KiB`, `512 bytes`.
 fn size(bytes: usize) -> String {
     match bytes {
-        _ if bytes >= 1 << 20 && bytes % (1 << 20) == 0 => format!("{} MiB", bytes >> 20),
-        _ if bytes >= 1 << 10 && bytes % (1 << 10) == 0 => format!("{} KiB", bytes >> 10),
+        _ if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) => format!("{} MiB", bytes >> 20),
+        _ if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) => format!("{} KiB", bytes >> 10),
         _ => format!("{bytes} bytes"),
     }
 }
