@@ -372,14 +372,33 @@ impl AtomicFile {
     /// Flushes, compares with the destination, and puts the new content in place (or not);
     /// see the module docs.
     pub fn commit(mut self) -> Result<Written, FileError> {
-        let destination = self.destination.clone();
-        let fail = |err| FileError::output(&destination, "write", err);
-        // Always there: commit takes self, and only commit takes the writer.
+        let file = self.finish_writing()?;
+        self.put_in_place(file)
+    }
+
+    /// Flushes and closes the temporary file without putting it in place yet: a tool that must
+    /// write many outputs all-or-nothing stages every one first (a staged file holds no file
+    /// descriptor, so a big tree does not run into the open-files limit), then commits them
+    /// all. Dropped uncommitted, the staged file is removed.
+    pub fn stage(mut self) -> Result<Staged, FileError> {
+        drop(self.finish_writing()?);
+        Ok(Staged(self))
+    }
+
+    /// Takes the writer (only `commit` and `stage` do, and they take `self`) and flushes it.
+    fn finish_writing(&mut self) -> Result<File, FileError> {
+        let fail = |err| FileError::output(&self.destination, "write", err);
         let writer = self
             .writer
             .take()
             .ok_or_else(|| fail(io::Error::other("already committed")))?;
-        let file = writer.into_inner().map_err(|err| fail(err.into_error()))?;
+        writer.into_inner().map_err(|err| fail(err.into_error()))
+    }
+
+    /// The second half of [`commit`](Self::commit), on the flushed temporary file.
+    fn put_in_place(&self, file: File) -> Result<Written, FileError> {
+        let destination = self.destination.clone();
+        let fail = |err| FileError::output(&destination, "write", err);
 
         let existing = match fs::symlink_metadata(&destination) {
             Ok(metadata) => Some(metadata),
@@ -475,6 +494,30 @@ impl AtomicFile {
     }
 }
 
+/// An [`AtomicFile`] written in full and closed, waiting for [`Staged::commit`].
+#[derive(Debug)]
+pub struct Staged(AtomicFile);
+
+impl Staged {
+    /// The destination this file will be committed to.
+    pub fn destination(&self) -> &Path {
+        &self.0.destination
+    }
+
+    /// Bytes written.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes
+    }
+
+    /// Puts the file in place exactly as [`AtomicFile::commit`] does.
+    pub fn commit(self) -> Result<Written, FileError> {
+        // Read-only is enough for fchown, fchmod and fsync.
+        let file = File::open(&self.0.temporary)
+            .map_err(|err| FileError::output(&self.0.destination, "write", err))?;
+        self.0.put_in_place(file)
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let written = self.writer.as_mut().expect("not committed yet").write(buf)?;
@@ -542,7 +585,17 @@ fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// Copies the regular file `source` to `destination` atomically. With no mode in `options`,
 /// a new file gets the source's mode (as `cp` does).
-pub fn copy_file(source: &Path, destination: &Path, mut options: WriteOptions) -> Result<Written, FileError> {
+pub fn copy_file(source: &Path, destination: &Path, options: WriteOptions) -> Result<Written, FileError> {
+    copy_uncommitted(source, destination, options)?.commit()
+}
+
+/// [`copy_file`] up to the commit: the copy is written but not in place yet, for a caller
+/// that stages many outputs before committing any ([`AtomicFile::stage`]).
+pub fn copy_uncommitted(
+    source: &Path,
+    destination: &Path,
+    mut options: WriteOptions,
+) -> Result<AtomicFile, FileError> {
     let mut input = File::open(source).map_err(|err| FileError::input(source, "read", err))?;
     let metadata = input
         .metadata()
@@ -567,7 +620,7 @@ pub fn copy_file(source: &Path, destination: &Path, mut options: WriteOptions) -
             .write_all(&buffer[..read])
             .map_err(|err| FileError::output(destination, "write", err))?;
     }
-    output.commit()
+    Ok(output)
 }
 
 /// Creates `path` and its missing parents; the ones it creates get `mode` (default 0755 less
@@ -912,6 +965,38 @@ mod tests {
         drop(file);
         assert_eq!(fs::read(&path).unwrap(), b"before");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn staged_files_hold_no_descriptor_and_commit_or_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = fds();
+        let staged: Vec<Staged> = (0..50)
+            .map(|index| {
+                let mut file =
+                    AtomicFile::create(&dir.path().join(format!("f{index}")), WriteOptions::default())
+                        .unwrap();
+                file.write_all(b"staged").unwrap();
+                file.stage().unwrap()
+            })
+            .collect();
+        // Other tests run in parallel and open files too: allow some slack, not 50.
+        assert!(fds() < before + 20, "staged files keep descriptors open");
+        assert_eq!(leftovers(dir.path()).len(), 50);
+        assert!(
+            !dir.path().join("f0").exists(),
+            "nothing in place before the commit"
+        );
+        let mut staged = staged.into_iter();
+        let first = staged.next().unwrap();
+        assert_eq!(first.bytes(), 6);
+        let written = first.commit().unwrap();
+        assert_eq!((written.outcome, written.mode), (Outcome::Created, Mode(0o644)));
+        assert_eq!(fs::read(dir.path().join("f0")).unwrap(), b"staged");
+        drop(staged);
+        assert!(leftovers(dir.path()).is_empty());
+        assert!(!dir.path().join("f1").exists());
     }
 
     #[test]
