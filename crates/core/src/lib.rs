@@ -11,6 +11,7 @@
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
 //! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
+//! | `stop`     | [`stop`]     | SIGTERM/SIGINT as a flag for synchronous tools (no runtime) |
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 
 pub mod duration;
@@ -31,3 +32,5 @@ pub mod logging;
 pub mod runtime;
 #[cfg(feature = "shutdown")]
 pub mod shutdown;
+#[cfg(feature = "stop")]
+pub mod stop;
