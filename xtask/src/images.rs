@@ -45,7 +45,8 @@ pub struct Built {
     pub binary: Option<(PathBuf, u64)>,
 }
 
-/// The tool crates: every folder in crates/ except the shared ones.
+/// The tool crates: every folder in crates/ with a binary (`src/main.rs`), except the shared
+/// ones. Library crates (template, follow) have no main.rs and so no image.
 pub fn tools() -> Result<Vec<Tool>> {
     let crates = util::root().join("crates");
     let mut tools = Vec::new();
@@ -53,7 +54,8 @@ pub fn tools() -> Result<Vec<Tool>> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let manifest = entry.path().join("Cargo.toml");
-        if matches!(name.as_str(), "core" | "testkit") || !manifest.is_file() {
+        let binary = entry.path().join("src").join("main.rs");
+        if matches!(name.as_str(), "core" | "testkit") || !manifest.is_file() || !binary.is_file() {
             continue;
         }
         let text = fs::read_to_string(&manifest).map_err(|err| format!("{}: {err}", manifest.display()))?;
