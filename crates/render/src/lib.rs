@@ -125,11 +125,7 @@ impl Config {
 
     /// Step 1: everything that can be known without rendering.
     fn gather(&self) -> Result<Gathered, RenderError> {
-        let shape = Shape::resolve(
-            self.input.as_deref(),
-            self.output.as_deref(),
-            !self.secrets.is_empty(),
-        )?;
+        let shape = Shape::resolve(self.input.as_deref(), self.output.as_deref())?;
         let secrets_dir = match (&self.secrets_dir, shape.default_secrets_dir()) {
             (Some(dir), _) => Some(dir.clone()),
             (None, default) => default,
@@ -200,35 +196,32 @@ pub fn run(
     stop: &Stop,
 ) -> Result<Summary, RenderError> {
     let gathered = config.gather()?;
-    match &gathered.shape {
-        Shape::Stream => {
-            stream(config, &gathered.values, stdin, "<stdin>", &mut stdout, stop)?;
-            return Ok(Summary::default());
-        }
-        Shape::FileToStdout { source } => {
-            let file = File::open(source).map_err(|err| FileError::input(source, "read", err))?;
-            stream(
-                config,
-                &gathered.values,
-                file,
-                &source.display().to_string(),
-                &mut stdout,
-                stop,
-            )?;
-            return Ok(Summary::default());
-        }
-        Shape::StdinToFile { .. } | Shape::FileToFile { .. } | Shape::Tree { .. } | Shape::SecretsOnly => {}
-    }
     let mut created = Vec::new();
-    let staged = stage(config, &gathered, stdin, stop, &mut created);
-    let staged = match staged {
-        Ok(staged) => staged,
+    let streamed = matches!(gathered.shape, Shape::Stream | Shape::FileToStdout { .. });
+    let result = if streamed {
+        // Streamed output cannot wait for a commit; only the secrets (if any) are staged and
+        // committed after a successful render.
+        stage(config, &gathered, io::empty(), stop, &mut created).and_then(|staging| {
+            match &gathered.shape {
+                Shape::FileToStdout { source } => {
+                    let file = File::open(source).map_err(|err| FileError::input(source, "read", err))?;
+                    let shown = source.display().to_string();
+                    stream(config, &gathered.values, file, &shown, &mut stdout, stop)?;
+                }
+                _ => stream(config, &gathered.values, stdin, "<stdin>", &mut stdout, stop).map(drop)?,
+            }
+            Ok(staging)
+        })
+    } else {
+        stage(config, &gathered, stdin, stop, &mut created)
+    };
+    match result {
+        Ok(staging) => commit(config, &gathered, staging),
         Err(err) => {
             remove_created(&created);
-            return Err(err);
+            Err(err)
         }
-    };
-    commit(config, &gathered, staged)
+    }
 }
 
 /// Renders one input to stdout (or any writer), streaming.
@@ -589,7 +582,7 @@ pub fn dry_run(
                 lines.push(describe_output(config, "render", "<stdin>", dest, &compare, None));
             }
         }
-        Shape::FileToFile { .. } | Shape::Tree { .. } | Shape::SecretsOnly => {}
+        Shape::FileToFile { .. } | Shape::Tree { .. } => {}
     }
     for job in &gathered.plan.jobs {
         stop.check()?;

@@ -39,21 +39,14 @@ pub enum Shape {
         /// The output tree.
         dest: PathBuf,
     },
-    /// Only `--secret`, nothing to render: stdin is not read.
-    SecretsOnly,
 }
 
 impl Shape {
     /// Works out the shape from the flags, checking that the input exists (66) and that the
     /// flags fit together (64).
-    pub fn resolve(
-        input: Option<&Path>,
-        output: Option<&Path>,
-        has_secrets: bool,
-    ) -> Result<Shape, RenderError> {
+    pub fn resolve(input: Option<&Path>, output: Option<&Path>) -> Result<Shape, RenderError> {
         let Some(input) = input else {
             return match output {
-                None if has_secrets => Ok(Shape::SecretsOnly),
                 None => Ok(Shape::Stream),
                 Some(dest) if dest.is_dir() => Err(RenderError::Usage(format!(
                     "--out {} is a directory, but the template comes from stdin, which has no file \
@@ -134,7 +127,7 @@ impl Shape {
                     .unwrap_or(Path::new("."))
                     .to_owned(),
             ),
-            Shape::Stream | Shape::FileToStdout { .. } | Shape::SecretsOnly => None,
+            Shape::Stream | Shape::FileToStdout { .. } => None,
         }
     }
 }
@@ -310,7 +303,7 @@ impl Plan {
                     }
                 }
             }
-            Shape::Stream | Shape::FileToStdout { .. } | Shape::SecretsOnly => {}
+            Shape::Stream | Shape::FileToStdout { .. } => {}
         }
         Ok(plan)
     }
@@ -360,10 +353,9 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        assert_eq!(Shape::resolve(None, None, false).unwrap(), Shape::Stream);
-        assert_eq!(Shape::resolve(None, None, true).unwrap(), Shape::SecretsOnly);
+        assert_eq!(Shape::resolve(None, None).unwrap(), Shape::Stream);
         assert_eq!(
-            Shape::resolve(Some(&file), Some(&out), false).unwrap(),
+            Shape::resolve(Some(&file), Some(&out)).unwrap(),
             Shape::FileToFile {
                 source: file.clone(),
                 dest: out.join("app.yaml")
@@ -371,7 +363,7 @@ mod tests {
         );
         let new_dir = dir.path().join("new/");
         assert_eq!(
-            Shape::resolve(Some(&file), Some(&new_dir), false).unwrap(),
+            Shape::resolve(Some(&file), Some(&new_dir)).unwrap(),
             Shape::FileToFile {
                 source: file.clone(),
                 dest: dir.path().join("new/app.yaml")
@@ -385,11 +377,11 @@ mod tests {
             (Some(out.as_path()), Some(dir.path()), "overlap"),
             (Some(file.as_path()), Some(file.as_path()), "template itself"),
         ] {
-            let err = Shape::resolve(input, output, false).unwrap_err();
+            let err = Shape::resolve(input, output).unwrap_err();
             assert_eq!(err.exit_code().code(), 64, "{err}");
             assert!(err.to_string().contains(expected), "{err}");
         }
-        let err = Shape::resolve(Some(&dir.path().join("missing")), None, false).unwrap_err();
+        let err = Shape::resolve(Some(&dir.path().join("missing")), None).unwrap_err();
         assert_eq!(err.exit_code().code(), 66, "{err}");
     }
 
