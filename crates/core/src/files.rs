@@ -411,21 +411,7 @@ impl AtomicFile {
             && (self.options.overwrite == Overwrite::Keep
                 || same_content(&self.temporary, &destination, metadata.len(), self.bytes).map_err(fail)?)
         {
-            let outcome = if self.options.overwrite == Overwrite::Keep {
-                Outcome::Kept
-            } else {
-                Outcome::Unchanged
-            };
-            // Kept files are not touched at all; identical ones get the asked mode and owner.
-            let metadata_changed =
-                outcome == Outcome::Unchanged && self.fix_metadata(metadata).map_err(fail)?;
-            let mode = fs::metadata(&destination).map_err(fail)?.permissions().mode() & 0o7777;
-            return Ok(Written {
-                outcome,
-                bytes: metadata.len(),
-                mode: Mode(mode),
-                metadata_changed,
-            });
+            return settle(&destination, self.options, metadata).map_err(fail);
         }
 
         let mode = self.options.mode.unwrap_or_else(|| {
@@ -471,27 +457,71 @@ impl AtomicFile {
             metadata_changed: false,
         })
     }
+}
 
-    /// Gives an existing, identical destination the asked mode and owner; says whether it
-    /// changed anything.
-    fn fix_metadata(&self, metadata: &fs::Metadata) -> io::Result<bool> {
-        let mut changed = false;
-        if let Some(owner) = self.options.owner
-            && !owner.matches(metadata)
-        {
-            std::os::unix::fs::lchown(&self.destination, owner.uid, owner.gid)?;
+/// The outcome for an existing regular file that is not replaced: kept as it is with
+/// [`Overwrite::Keep`], else (identical content) given the asked mode and owner.
+fn settle(destination: &Path, options: WriteOptions, metadata: &fs::Metadata) -> io::Result<Written> {
+    let outcome = if options.overwrite == Overwrite::Keep {
+        Outcome::Kept
+    } else {
+        Outcome::Unchanged
+    };
+    // Kept files are not touched at all; identical ones get the asked mode and owner.
+    let metadata_changed = outcome == Outcome::Unchanged && fix_metadata(destination, options, metadata)?;
+    let mode = fs::metadata(destination)?.permissions().mode() & 0o7777;
+    Ok(Written {
+        outcome,
+        bytes: metadata.len(),
+        mode: Mode(mode),
+        metadata_changed,
+    })
+}
+
+/// Gives an existing, identical destination the asked mode and owner; says whether it
+/// changed anything.
+fn fix_metadata(destination: &Path, options: WriteOptions, metadata: &fs::Metadata) -> io::Result<bool> {
+    let mut changed = false;
+    if let Some(owner) = options.owner
+        && !owner.matches(metadata)
+    {
+        std::os::unix::fs::lchown(destination, owner.uid, owner.gid)?;
+        changed = true;
+    }
+    if let Some(mode) = options.mode {
+        // Read again: chown may have cleared set-ID bits.
+        let current = fs::symlink_metadata(destination)?.permissions().mode() & 0o7777;
+        if current != mode.bits() {
+            fs::set_permissions(destination, fs::Permissions::from_mode(mode.bits()))?;
             changed = true;
         }
-        if let Some(mode) = self.options.mode {
-            // Read again: chown may have cleared set-ID bits.
-            let current = fs::symlink_metadata(&self.destination)?.permissions().mode() & 0o7777;
-            if current != mode.bits() {
-                fs::set_permissions(&self.destination, fs::Permissions::from_mode(mode.bits()))?;
-                changed = true;
-            }
-        }
-        Ok(changed)
     }
+    Ok(changed)
+}
+
+/// Finishes a destination without writing it, for a caller that compared its content while
+/// rendering (so that an unchanged output costs no temporary file, which a directory watcher
+/// would see come and go): with [`Overwrite::Keep`] an existing regular file is
+/// [`Outcome::Kept`] untouched; otherwise a regular file of exactly `bytes` bytes is
+/// [`Outcome::Unchanged`] and gets the asked mode and owner, as [`AtomicFile::commit`] does for
+/// an identical file. `None` when the destination is not such a file (any more): write it
+/// the usual way then.
+pub fn settle_existing(
+    destination: &Path,
+    bytes: u64,
+    options: WriteOptions,
+) -> Result<Option<Written>, FileError> {
+    let fail = |err| FileError::output(destination, "write", err);
+    let metadata = match fs::symlink_metadata(destination) {
+        Ok(metadata) if metadata.is_file() => metadata,
+        Ok(_) => return Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(fail(err)),
+    };
+    if options.overwrite == Overwrite::Replace && metadata.len() != bytes {
+        return Ok(None);
+    }
+    settle(destination, options, &metadata).map(Some).map_err(fail)
 }
 
 /// An [`AtomicFile`] written in full and closed, waiting for [`Staged::commit`].
@@ -997,6 +1027,35 @@ mod tests {
         drop(staged);
         assert!(leftovers(dir.path()).is_empty());
         assert!(!dir.path().join("f1").exists());
+    }
+
+    #[test]
+    fn settle_existing_finishes_identical_or_kept_files_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.yaml");
+        assert_eq!(settle_existing(&path, 4, WriteOptions::default()).unwrap(), None);
+        fs::write(&path, "same").unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        let options = WriteOptions {
+            mode: Some(Mode(0o640)),
+            ..WriteOptions::default()
+        };
+        let written = settle_existing(&path, 4, options).unwrap().unwrap();
+        assert_eq!(
+            (written.outcome, written.mode, written.metadata_changed),
+            (Outcome::Unchanged, Mode(0o640), true)
+        );
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        // Another length: changed since the caller compared, so it must be written.
+        assert_eq!(settle_existing(&path, 5, options).unwrap(), None);
+        let keep = WriteOptions {
+            overwrite: Overwrite::Keep,
+            mode: Some(Mode(0o600)),
+            ..WriteOptions::default()
+        };
+        let written = settle_existing(&path, 99, keep).unwrap().unwrap();
+        assert_eq!((written.outcome, written.mode), (Outcome::Kept, Mode(0o640)));
+        assert!(leftovers(dir.path()).is_empty());
     }
 
     #[test]

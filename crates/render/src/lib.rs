@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use pitcrew_core::files::{
     self, AtomicFile, DEFAULT_FILE_MODE, FileError, Mode, Outcome, Overwrite, Owner, Staged, WriteOptions,
+    Written,
 };
 use pitcrew_core::stop::Stop;
 use pitcrew_template::{Options, Problems, Report};
@@ -196,24 +197,27 @@ pub fn run(
     stop: &Stop,
 ) -> Result<Summary, RenderError> {
     let gathered = config.gather()?;
+    let checked = check(config, &gathered, stop)?;
     let mut created = Vec::new();
-    let streamed = matches!(gathered.shape, Shape::Stream | Shape::FileToStdout { .. });
-    let result = if streamed {
+    let result = match &gathered.shape {
         // Streamed output cannot wait for a commit; only the secrets (if any) are staged and
         // committed after a successful render.
-        stage(config, &gathered, io::empty(), stop, &mut created).and_then(|staging| {
-            match &gathered.shape {
-                Shape::FileToStdout { source } => {
-                    let file = File::open(source).map_err(|err| FileError::input(source, "read", err))?;
-                    let shown = source.display().to_string();
-                    stream(config, &gathered.values, file, &shown, &mut stdout, stop)?;
+        Shape::Stream | Shape::FileToStdout { .. } => {
+            stage(config, &gathered, &checked, io::empty(), stop, &mut created).and_then(|staging| {
+                match &gathered.shape {
+                    Shape::FileToStdout { source } => {
+                        let file = File::open(source).map_err(|err| FileError::input(source, "read", err))?;
+                        let shown = source.display().to_string();
+                        stream(config, &gathered.values, file, &shown, &mut stdout, stop)?;
+                    }
+                    _ => stream(config, &gathered.values, stdin, "<stdin>", &mut stdout, stop)?,
                 }
-                _ => stream(config, &gathered.values, stdin, "<stdin>", &mut stdout, stop).map(drop)?,
-            }
-            Ok(staging)
-        })
-    } else {
-        stage(config, &gathered, stdin, stop, &mut created)
+                Ok(staging)
+            })
+        }
+        Shape::StdinToFile { .. } | Shape::FileToFile { .. } | Shape::Tree { .. } => {
+            stage(config, &gathered, &checked, stdin, stop, &mut created)
+        }
     };
     match result {
         Ok(staging) => commit(config, &gathered, staging),
@@ -232,23 +236,16 @@ fn stream(
     source: &str,
     output: &mut impl Write,
     stop: &Stop,
-) -> Result<Report, RenderError> {
+) -> Result<(), RenderError> {
     let mut output = io::BufWriter::with_capacity(64 * 1024, output);
-    let mut scope = Scoped::new(values);
-    let result = pitcrew_template::render(
-        StopReader { inner: input, stop },
-        &mut output,
-        source,
-        &mut scope,
-        &config.options,
-    );
-    stop.check()?;
-    if let Err(pitcrew_template::Error::Template(problems)) = &result {
-        log_problems(std::slice::from_ref(problems));
-    }
-    let report = result.map_err(|err| engine_error(err, source, None))?;
+    let report = match render_one(config, values, input, source, &mut output, None, true, stop)? {
+        Ok(report) => report,
+        Err(problems) => {
+            log_problems(std::slice::from_ref(&problems));
+            return Err(RenderError::Template(vec![problems]));
+        }
+    };
     output.flush().map_err(RenderError::Stdout)?;
-    warn_unset(config, source, &report, &scope);
     tracing::info!(
         source,
         bytes_in = report.bytes_in,
@@ -259,27 +256,55 @@ fn stream(
         report.bytes_out,
         report.expansions
     );
-    Ok(report)
+    Ok(())
+}
+
+/// Renders one template into `output`: its report, or its problems. Read and write failures
+/// and signals are errors; `dest` names the output file in write errors (stdout when `None`).
+/// `warn` logs the unset variables (once per template and run: the check pass does it for
+/// files, which are rendered twice).
+#[allow(clippy::too_many_arguments)]
+fn render_one(
+    config: &Config,
+    values: &Values,
+    input: impl Read,
+    source: &str,
+    output: impl Write,
+    dest: Option<&Path>,
+    warn: bool,
+    stop: &Stop,
+) -> Result<Result<Report, Problems>, RenderError> {
+    let mut scope = Scoped::new(values);
+    let result = pitcrew_template::render(
+        StopReader { inner: input, stop },
+        output,
+        source,
+        &mut scope,
+        &config.options,
+    );
+    stop.check()?;
+    match result {
+        Ok(report) => {
+            if warn {
+                warn_unset(config, source, &report, &scope);
+            }
+            Ok(Ok(report))
+        }
+        Err(pitcrew_template::Error::Template(problems)) => Ok(Err(problems)),
+        Err(pitcrew_template::Error::Read { error, .. }) => {
+            Err(FileError::input(source, "read", error).into())
+        }
+        Err(pitcrew_template::Error::Write(error)) => Err(match dest {
+            Some(dest) => FileError::output(dest, "write", error).into(),
+            None => RenderError::Stdout(error),
+        }),
+    }
 }
 
 /// One error line per template problem (they name variables and positions, never values).
 fn log_problems(problems: &[Problems]) {
     for problem in problems.iter().flat_map(Problems::iter) {
         tracing::error!("{problem}");
-    }
-}
-
-/// Maps an engine error; `dest` is the output file, when there is one.
-fn engine_error(err: pitcrew_template::Error, source: &str, dest: Option<&Path>) -> RenderError {
-    match err {
-        pitcrew_template::Error::Template(problems) => RenderError::Template(vec![problems]),
-        pitcrew_template::Error::Read { error, .. } => {
-            RenderError::File(FileError::input(source, "read", error))
-        }
-        pitcrew_template::Error::Write(error) => match dest {
-            Some(dest) => RenderError::File(FileError::output(dest, "write", error)),
-            None => RenderError::Stdout(error),
-        },
     }
 }
 
@@ -306,10 +331,102 @@ fn warn_unset(config: &Config, source: &str, report: &Report, scope: &Scoped<'_>
     }
 }
 
-/// Step 2: secrets and outputs into temporary files; see the module docs.
+/// What the check pass learned about one output file.
+#[derive(Debug, Clone, Copy, Default)]
+struct Checked {
+    /// The destination is a regular file already.
+    existed: bool,
+    /// ... holding exactly the new content.
+    equal: bool,
+    /// Bytes of the new content.
+    bytes: u64,
+    /// The input's mode (a copy's default mode).
+    source_mode: Option<Mode>,
+}
+
+/// The check pass over every input file of a tree or file job: each template is rendered
+/// into a comparison with its destination, nothing is written (not even a temporary file, so
+/// a failing run leaves the output directory as it was, mtime included). Every problem of
+/// every template is collected; any problem fails the pass.
+fn check(config: &Config, gathered: &Gathered, stop: &Stop) -> Result<Vec<Checked>, RenderError> {
+    let mut problems = Vec::new();
+    let mut checked = Vec::with_capacity(gathered.plan.jobs.len());
+    for job in &gathered.plan.jobs {
+        stop.check()?;
+        let mut input = File::open(&job.source).map_err(|err| FileError::input(&job.shown, "read", err))?;
+        let source_mode = input
+            .metadata()
+            .map(|metadata| Mode(metadata.permissions().mode() & 0o7777))
+            .map_err(|err| FileError::input(&job.shown, "read", err))?;
+        let mut compare = Compare::new(&job.dest);
+        match job.action {
+            Action::Render => {
+                let shown = job.shown.display().to_string();
+                if let Err(found) = render_one(
+                    config,
+                    &gathered.values,
+                    input,
+                    &shown,
+                    &mut compare,
+                    None,
+                    true,
+                    stop,
+                )? {
+                    problems.push(found);
+                }
+            }
+            Action::Copy => {
+                io::copy(
+                    &mut StopReader {
+                        inner: &mut input,
+                        stop,
+                    },
+                    &mut compare,
+                )
+                .map_err(|err| {
+                    stop.check().map_or_else(RenderError::from, |()| {
+                        FileError::input(&job.shown, "read", err).into()
+                    })
+                })?;
+            }
+        }
+        compare.finish();
+        checked.push(Checked {
+            existed: compare.existed,
+            equal: compare.equal,
+            bytes: compare.bytes,
+            source_mode: Some(source_mode),
+        });
+    }
+    if !problems.is_empty() {
+        log_problems(&problems);
+        tracing::info!("no output was written: every template is checked before any file is");
+        return Err(RenderError::Template(problems));
+    }
+    Ok(checked)
+}
+
+/// An output on its way: a staged file, or a destination that already holds the right
+/// content (or is kept by --no-overwrite) and is only settled at commit time.
+enum Pending {
+    Staged(Staged),
+    Existing { dest: PathBuf, bytes: u64 },
+}
+
+/// The staged files of a run.
+#[derive(Default)]
+struct Staging {
+    secrets: Vec<Staged>,
+    /// With the input each came from, for the log.
+    outputs: Vec<(PathBuf, Pending)>,
+}
+
+/// Step 2: secrets and outputs into temporary files; see the module docs. Outputs the check
+/// pass found identical (or kept by --no-overwrite) get no temporary file at all.
 fn stage(
     config: &Config,
     gathered: &Gathered,
+    checked: &[Checked],
     stdin: impl Read,
     stop: &Stop,
     created: &mut Vec<PathBuf>,
@@ -333,66 +450,71 @@ fn stage(
     }
     let mut problems = Vec::new();
     if let Shape::StdinToFile { dest } = &gathered.shape {
-        let file = AtomicFile::create(dest, config.write_options())?;
-        match render_into(config, &gathered.values, stdin, "<stdin>", file, stop)? {
-            Ok(file) => staging.outputs.push((PathBuf::from("<stdin>"), file.stage()?)),
+        let mut file = AtomicFile::create(dest, config.write_options())?;
+        match render_one(
+            config,
+            &gathered.values,
+            stdin,
+            "<stdin>",
+            &mut file,
+            Some(dest),
+            true,
+            stop,
+        )? {
+            Ok(_) => staging
+                .outputs
+                .push((PathBuf::from("<stdin>"), Pending::Staged(file.stage()?))),
             Err(found) => problems.push(found),
         }
     }
-    for job in &gathered.plan.jobs {
+    for (job, checked) in gathered.plan.jobs.iter().zip(checked) {
         stop.check()?;
-        match job.action {
-            Action::Copy => {
-                let file = files::copy_uncommitted(&job.source, &job.dest, config.write_options())?;
-                staging.outputs.push((job.shown.clone(), file.stage()?));
-            }
+        if checked.existed && (checked.equal || config.no_overwrite) {
+            let dest = job.dest.clone();
+            staging.outputs.push((
+                job.shown.clone(),
+                Pending::Existing {
+                    dest,
+                    bytes: checked.bytes,
+                },
+            ));
+            continue;
+        }
+        let file = match job.action {
+            Action::Copy => files::copy_uncommitted(&job.source, &job.dest, config.write_options())?,
             Action::Render => {
                 let input =
                     File::open(&job.source).map_err(|err| FileError::input(&job.shown, "read", err))?;
-                let file = AtomicFile::create(&job.dest, config.write_options())?;
+                let mut file = AtomicFile::create(&job.dest, config.write_options())?;
                 let shown = job.shown.display().to_string();
-                match render_into(config, &gathered.values, input, &shown, file, stop)? {
-                    Ok(file) => staging.outputs.push((job.shown.clone(), file.stage()?)),
-                    Err(found) => problems.push(found),
+                // Rendered a second time: a ConfigMap may have been swapped since the check.
+                if let Err(found) = render_one(
+                    config,
+                    &gathered.values,
+                    input,
+                    &shown,
+                    &mut file,
+                    Some(&job.dest),
+                    false,
+                    stop,
+                )? {
+                    problems.push(found);
+                    continue;
                 }
+                file
             }
-        }
+        };
+        staging
+            .outputs
+            .push((job.shown.clone(), Pending::Staged(file.stage()?)));
     }
     if !problems.is_empty() {
         log_problems(&problems);
-        tracing::info!("no output was written: every template is checked before any file is");
+        tracing::info!("no output was written");
         return Err(RenderError::Template(problems));
     }
     stop.check()?;
     Ok(staging)
-}
-
-/// Renders one template into `file`: the filled file, or the template's problems.
-fn render_into(
-    config: &Config,
-    values: &Values,
-    input: impl Read,
-    source: &str,
-    mut file: AtomicFile,
-    stop: &Stop,
-) -> Result<Result<AtomicFile, Problems>, RenderError> {
-    let mut scope = Scoped::new(values);
-    let result = pitcrew_template::render(
-        StopReader { inner: input, stop },
-        &mut file,
-        source,
-        &mut scope,
-        &config.options,
-    );
-    stop.check()?;
-    match result {
-        Ok(report) => {
-            warn_unset(config, source, &report, &scope);
-            Ok(Ok(file))
-        }
-        Err(pitcrew_template::Error::Template(problems)) => Ok(Err(problems)),
-        Err(err) => Err(engine_error(err, source, Some(file.destination()))),
-    }
 }
 
 /// Creates `directory` and its missing parents, remembering each one created so that a
@@ -420,14 +542,6 @@ fn remove_created(created: &[PathBuf]) {
     for directory in created.iter().rev() {
         let _ = std::fs::remove_dir(directory);
     }
-}
-
-/// The staged files of a run.
-#[derive(Default)]
-struct Staging {
-    secrets: Vec<Staged>,
-    /// With the input each came from, for the log.
-    outputs: Vec<(PathBuf, Staged)>,
 }
 
 /// Step 3: puts everything in place and logs each file.
@@ -462,41 +576,60 @@ fn commit(config: &Config, gathered: &Gathered, staging: Staging) -> Result<Summ
             written.mode
         );
     }
-    for (source, staged) in staging.outputs {
-        let dest = staged.destination().to_owned();
-        let written = staged.commit()?;
-        let (path, from, bytes, mode) = (dest.display(), source.display(), written.bytes, written.mode);
-        match written.outcome {
-            Outcome::Created | Outcome::Replaced => {
-                summary.written += 1;
-                tracing::info!(
-                    path = %path, source = %from, bytes, mode = %mode, outcome = written.outcome.as_str(),
-                    "{} {path} ({bytes} bytes, mode {mode}) from {from}",
-                    if written.outcome == Outcome::Created { "created" } else { "replaced" }
-                );
+    for (source, pending) in staging.outputs {
+        let written = match pending {
+            Pending::Staged(staged) => {
+                let dest = staged.destination().to_owned();
+                (dest, staged.commit()?)
             }
-            Outcome::Unchanged => {
-                summary.unchanged += 1;
-                let fixed = if written.metadata_changed {
-                    format!("; mode/owner set to mode {mode}{}", owner_text(config.owner))
-                } else {
-                    String::new()
-                };
-                tracing::info!(
-                    path = %path, source = %from, bytes, mode = %mode, outcome = "unchanged",
-                    "{path} is already up to date ({bytes} bytes): left alone, mtime kept{fixed}"
-                );
+            Pending::Existing { dest, bytes } => {
+                let written =
+                    files::settle_existing(&dest, bytes, config.write_options())?.ok_or_else(|| {
+                        RenderError::Failure(format!(
+                            "{} changed while this run was rendering (another writer?); run again",
+                            dest.display()
+                        ))
+                    })?;
+                (dest, written)
             }
-            Outcome::Kept => {
-                summary.kept += 1;
-                tracing::info!(
-                    path = %path, source = %from, outcome = "kept",
-                    "kept {path}: it exists and --no-overwrite is set"
-                );
-            }
-        }
+        };
+        log_output(config, &mut summary, &source, &written.0, written.1);
     }
     Ok(summary)
+}
+
+/// The log line for one committed output.
+fn log_output(config: &Config, summary: &mut Summary, source: &Path, dest: &Path, written: Written) {
+    let (path, from, bytes, mode) = (dest.display(), source.display(), written.bytes, written.mode);
+    match written.outcome {
+        Outcome::Created | Outcome::Replaced => {
+            summary.written += 1;
+            let outcome = written.outcome.as_str();
+            tracing::info!(
+                path = %path, source = %from, bytes, mode = %mode, outcome,
+                "{outcome} {path} ({bytes} bytes, mode {mode}) from {from}"
+            );
+        }
+        Outcome::Unchanged => {
+            summary.unchanged += 1;
+            let fixed = if written.metadata_changed {
+                format!("; set mode {mode}{}", owner_text(config.owner))
+            } else {
+                String::new()
+            };
+            tracing::info!(
+                path = %path, source = %from, bytes, mode = %mode, outcome = "unchanged",
+                "{path} is already up to date ({bytes} bytes): left alone, mtime kept{fixed}"
+            );
+        }
+        Outcome::Kept => {
+            summary.kept += 1;
+            tracing::info!(
+                path = %path, source = %from, outcome = "kept",
+                "kept {path}: it exists and --no-overwrite is set"
+            );
+        }
+    }
 }
 
 fn owner_text(owner: Option<Owner>) -> String {
@@ -513,15 +646,48 @@ pub fn dry_run(
 ) -> Result<(), RenderError> {
     let gathered = config.gather()?;
     let mut lines = Vec::new();
-    let mut problems = Vec::new();
+    // stdin or a file to stdout or stdin to a file: no check pass covers those.
+    let streamed: Option<(Box<dyn Read>, String, Option<&Path>)> = match &gathered.shape {
+        Shape::Stream => Some((Box::new(stdin), "<stdin>".to_owned(), None)),
+        Shape::FileToStdout { source } => Some((
+            Box::new(File::open(source).map_err(|err| FileError::input(source, "read", err))?),
+            source.display().to_string(),
+            None,
+        )),
+        Shape::StdinToFile { dest } => Some((Box::new(stdin), "<stdin>".to_owned(), Some(dest.as_path()))),
+        Shape::FileToFile { .. } | Shape::Tree { .. } => None,
+    };
+    if let Some((input, source, dest)) = streamed {
+        let mut compare = dest.map_or_else(Compare::nothing, Compare::new);
+        if let Err(problems) = render_one(
+            config,
+            &gathered.values,
+            input,
+            &source,
+            &mut compare,
+            dest,
+            true,
+            stop,
+        )? {
+            log_problems(std::slice::from_ref(&problems));
+            return Err(RenderError::Template(vec![problems]));
+        }
+        compare.finish();
+        lines.push(match dest {
+            Some(dest) => describe_output(config, "render", &source, dest, &compare.checked()),
+            None => format!("would render {source} to stdout ({} bytes)", compare.bytes),
+        });
+    }
+    let checked = check(config, &gathered, stop)?;
+    let mut head = Vec::new();
     for directory in &gathered.plan.directories {
         if !directory.is_dir() {
-            lines.push(format!("would create directory {}", directory.display()));
+            head.push(format!("would create directory {}", directory.display()));
         }
     }
     for secret in &gathered.secrets {
         let variable = secret.spec.variable();
-        lines.push(match secret.origin {
+        head.push(match secret.origin {
             Origin::Existing => format!(
                 "would keep existing secret {} (template variable {variable})",
                 secret.path.display()
@@ -535,120 +701,42 @@ pub fn dry_run(
             ),
         });
     }
-    let mut check = |input: &mut dyn Read, source: &str, dest: Option<&Path>, compare: &mut Compare| {
-        let mut scope = Scoped::new(&gathered.values);
-        let result = pitcrew_template::render(
-            StopReader { inner: input, stop },
-            &mut *compare,
-            source,
-            &mut scope,
-            &config.options,
-        );
-        stop.check()?;
-        match result {
-            Ok(report) => {
-                compare.finish();
-                warn_unset(config, source, &report, &scope);
-                Ok(true)
-            }
-            Err(pitcrew_template::Error::Template(found)) => {
-                problems.push(found);
-                Ok(false)
-            }
-            Err(err) => Err(engine_error(err, source, dest)),
-        }
-    };
-    match &gathered.shape {
-        Shape::Stream | Shape::FileToStdout { .. } => {
-            let (mut input, source): (Box<dyn Read>, String) = match &gathered.shape {
-                Shape::FileToStdout { source } => (
-                    Box::new(File::open(source).map_err(|err| FileError::input(source, "read", err))?),
-                    source.display().to_string(),
-                ),
-                _ => (Box::new(stdin), "<stdin>".to_owned()),
-            };
-            let mut compare = Compare::new(None);
-            if check(&mut input, &source, None, &mut compare)? {
-                lines.push(format!(
-                    "would render {source} to stdout ({} bytes)",
-                    compare.bytes
-                ));
-            }
-        }
-        Shape::StdinToFile { dest } => {
-            let mut compare = Compare::new(Some(dest));
-            let mut stdin = stdin;
-            if check(&mut stdin, "<stdin>", Some(dest), &mut compare)? {
-                lines.push(describe_output(config, "render", "<stdin>", dest, &compare, None));
-            }
-        }
-        Shape::FileToFile { .. } | Shape::Tree { .. } => {}
-    }
-    for job in &gathered.plan.jobs {
-        stop.check()?;
-        let mut input = File::open(&job.source).map_err(|err| FileError::input(&job.shown, "read", err))?;
-        let mut compare = Compare::new(Some(&job.dest));
-        let shown = job.shown.display().to_string();
-        let source_mode = input
-            .metadata()
-            .map(|metadata| Mode(metadata.permissions().mode() & 0o7777))
-            .map_err(|err| FileError::input(&job.shown, "read", err))?;
+    for (job, checked) in gathered.plan.jobs.iter().zip(&checked) {
         let verb = match job.action {
-            Action::Render => {
-                if !check(&mut input, &shown, Some(&job.dest), &mut compare)? {
-                    continue;
-                }
-                "render"
-            }
-            Action::Copy => {
-                io::copy(&mut input, &mut compare)
-                    .map_err(|err| FileError::input(&job.shown, "read", err))?;
-                compare.finish();
-                "copy"
-            }
+            Action::Render => "render",
+            Action::Copy => "copy",
         };
-        let copied_mode = (job.action == Action::Copy).then_some(source_mode);
         lines.push(describe_output(
             config,
             verb,
-            &shown,
+            &job.shown.display().to_string(),
             &job.dest,
-            &compare,
-            copied_mode,
+            checked,
         ));
     }
-    if !problems.is_empty() {
-        log_problems(&problems);
-        return Err(RenderError::Template(problems));
+    head.append(&mut lines);
+    if head.is_empty() {
+        head.push("nothing to do".to_owned());
     }
-    if lines.is_empty() {
-        lines.push("nothing to do".to_owned());
-    }
-    for line in lines {
+    for line in head {
         writeln!(out, "{line}").map_err(RenderError::Stdout)?;
     }
     Ok(())
 }
 
 /// A dry-run line for one output file.
-fn describe_output(
-    config: &Config,
-    verb: &str,
-    source: &str,
-    dest: &Path,
-    compare: &Compare,
-    copied_mode: Option<Mode>,
-) -> String {
+fn describe_output(config: &Config, verb: &str, source: &str, dest: &Path, checked: &Checked) -> String {
     let existing_mode = std::fs::metadata(dest)
         .ok()
         .filter(std::fs::Metadata::is_file)
         .map(|metadata| Mode(metadata.permissions().mode() & 0o7777));
-    let what = match (compare.existed, compare.equal) {
+    let what = match (checked.existed, checked.equal) {
         (false, _) => "create",
         (true, _) if config.no_overwrite => "keep the existing file (--no-overwrite)",
         (true, true) => "leave unchanged",
         (true, false) => "replace",
     };
+    let copied_mode = if verb == "copy" { checked.source_mode } else { None };
     let mode = config
         .mode
         .or(existing_mode)
@@ -657,7 +745,7 @@ fn describe_output(
     format!(
         "would {verb} {source} to {}: {what} ({} bytes, mode {mode}{})",
         dest.display(),
-        compare.bytes,
+        checked.bytes,
         owner_text(config.owner)
     )
 }
@@ -673,10 +761,13 @@ struct Compare {
 }
 
 impl Compare {
-    fn new(dest: Option<&Path>) -> Self {
-        let existing = dest
-            .filter(|dest| dest.is_file())
-            .and_then(|dest| File::open(dest).ok())
+    /// Compares with `dest` when it is a regular file (a symlink or directory there would be
+    /// replaced, never equal), else only counts.
+    fn new(dest: &Path) -> Self {
+        let existing = std::fs::symlink_metadata(dest)
+            .is_ok_and(|metadata| metadata.is_file())
+            .then(|| File::open(dest).ok())
+            .flatten()
             .map(BufReader::new);
         Compare {
             existed: existing.is_some(),
@@ -684,6 +775,26 @@ impl Compare {
             existing,
             bytes: 0,
             buffer: Vec::new(),
+        }
+    }
+
+    /// Only counts bytes (stdout).
+    fn nothing() -> Self {
+        Compare {
+            existing: None,
+            existed: false,
+            equal: false,
+            bytes: 0,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn checked(&self) -> Checked {
+        Checked {
+            existed: self.existed,
+            equal: self.equal,
+            bytes: self.bytes,
+            source_mode: None,
         }
     }
 }
@@ -753,14 +864,14 @@ mod tests {
             (&["hello"][..], false),
             (&["hello", " w0rld"][..], false),
         ] {
-            let mut compare = Compare::new(Some(&path));
+            let mut compare = Compare::new(&path);
             for part in written {
                 compare.write_all(part.as_bytes()).unwrap();
             }
             compare.finish();
             assert_eq!(compare.equal, equal, "{written:?}");
         }
-        let compare = Compare::new(Some(&dir.path().join("missing")));
+        let compare = Compare::new(&dir.path().join("missing"));
         assert!(!compare.existed);
     }
 
