@@ -59,17 +59,16 @@ fn render(args: &Args) -> Result<(), RenderError> {
 
 fn fail(args: &Args, err: &RenderError) -> ProcessExitCode {
     let code = err.exit_code().code();
-    match err {
-        // Each problem already has its own log line; the termination log gets them all.
-        RenderError::Template(files) => {
-            let count: usize = files.iter().map(pitcrew_template::Problems::len).sum();
-            tracing::error!(
-                exit_code = code,
-                "{count} template problem{} (listed above)",
-                if count == 1 { "" } else { "s" }
-            );
-        }
-        _ => tracing::error!(exit_code = code, "{err}"),
+    // Each template problem already has its own log line; the termination log gets them all.
+    if let RenderError::Template(files) = err {
+        let count: usize = files.iter().map(pitcrew_template::Problems::len).sum();
+        tracing::error!(
+            exit_code = code,
+            "{count} template problem{} (listed above)",
+            if count == 1 { "" } else { "s" }
+        );
+    } else {
+        tracing::error!(exit_code = code, "{err}");
     }
     write_termination_log(&args.termination_log, &err.to_string());
     err.exit_code().into()

@@ -203,6 +203,10 @@ pub fn parse_dotenv(text: &[u8]) -> Result<Vec<(String, Vec<u8>)>, DotenvError> 
     Ok(values)
 }
 
+fn error(line: usize, message: &'static str) -> DotenvError {
+    DotenvError { line, message }
+}
+
 struct Dotenv<'a> {
     text: &'a [u8],
     at: usize,
@@ -231,19 +235,14 @@ impl Dotenv<'_> {
         }
     }
 
-    fn error(&self, line: usize, message: &'static str) -> DotenvError {
-        DotenvError { line, message }
-    }
-
     /// The next `KEY=value`, or `None` at the end of the text.
     fn entry(&mut self) -> Result<Option<(String, Vec<u8>)>, DotenvError> {
         loop {
             self.skip_blanks();
             match self.peek() {
                 None => return Ok(None),
-                Some(b'\n') => self.skip_line(),
+                Some(b'\n' | b'#') => self.skip_line(),
                 Some(b'\r') if self.text.get(self.at + 1) == Some(&b'\n') => self.skip_line(),
-                Some(b'#') => self.skip_line(),
                 Some(_) => break,
             }
         }
@@ -254,14 +253,14 @@ impl Dotenv<'_> {
             name = self.name();
         }
         if !pitcrew_template::is_valid_name(&name) {
-            return Err(self.error(
+            return Err(error(
                 start_line,
                 "expected KEY=value with KEY made of letters, digits and _ (not starting with a digit)",
             ));
         }
         self.skip_blanks();
         if self.peek() != Some(b'=') {
-            return Err(self.error(start_line, "expected KEY=value: no `=` after the name"));
+            return Err(error(start_line, "expected KEY=value: no `=` after the name"));
         }
         self.at += 1;
         self.skip_blanks();
@@ -310,7 +309,7 @@ impl Dotenv<'_> {
         let start = self.at;
         loop {
             match self.peek() {
-                None => return Err(self.error(start_line, "a single-quoted value is not closed")),
+                None => return Err(error(start_line, "a single-quoted value is not closed")),
                 Some(b'\'') => break,
                 Some(byte) => {
                     if byte == b'\n' {
@@ -331,7 +330,7 @@ impl Dotenv<'_> {
         let mut value = Vec::new();
         loop {
             match self.peek() {
-                None => return Err(self.error(start_line, "a double-quoted value is not closed")),
+                None => return Err(error(start_line, "a double-quoted value is not closed")),
                 Some(b'"') => break,
                 Some(b'\\') => {
                     let escaped = match self.text.get(self.at + 1) {
@@ -375,7 +374,7 @@ impl Dotenv<'_> {
                 self.skip_line();
                 Ok(())
             }
-            Some(_) => Err(self.error(
+            Some(_) => Err(error(
                 start_line,
                 "unexpected text after the closing quote (only a # comment may follow)",
             )),
@@ -468,7 +467,7 @@ mod tests {
             ("export", "not-a-prefix"),
             ("URL", "postgres://u:p@h:5432/db?sslmode=require"),
         ]);
-        assert_eq!(parse(&text), expected);
+        assert_eq!(parse(text), expected);
     }
 
     #[test]
