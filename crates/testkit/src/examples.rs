@@ -309,7 +309,7 @@ fn container(yaml: &Yaml, section: &'static str, pod_context: &str) -> Container
 
 /// Expands `$(VAR)` the way the kubelet does in `args` and `env`: a declared variable is
 /// replaced, `$$` is a literal `$`, and a reference to an undeclared variable stays as written.
-pub fn expand(arg: &str, env: &HashMap<String, String>) -> String {
+pub fn expand<S: std::hash::BuildHasher>(arg: &str, env: &HashMap<String, String, S>) -> String {
     let mut out = String::new();
     let mut rest = arg;
     while let Some(start) = rest.find('$') {
