@@ -23,7 +23,7 @@ const EXAMPLES: &str = r#"Examples:
   pitcrew-render --strict --in /templates/app.yaml --out /config/app.yaml
   pitcrew-render --in /templates --out /config --include '*.yaml' --include 'conf.d/*.conf'
   pitcrew-render --vars-dir /secrets/db --env-file /config/defaults.env --in /t --out /config
-  pitcrew-render --secret jwt-secret=base64:32 --secrets-dir /config
+  pitcrew-render --secret jwt-secret=base64:32 --secrets-dir /config < /dev/null  (secrets only)
 
 In a pod spec (init container; replaces `openssl rand -base64 32 > /shared-config/jwt-secret`
 and `envsubst < /config-templates/app.yaml > /shared-config/app.yaml`):

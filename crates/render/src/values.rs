@@ -60,8 +60,9 @@ impl std::str::FromStr for Assignment {
     }
 }
 
-/// Where each source is; the environment is passed in so tests control it.
-#[derive(Debug, Clone, Default)]
+/// Where each source is; the environment is passed in so tests control it. `Debug` shows
+/// the environment's names only.
+#[derive(Clone, Default)]
 pub struct Sources {
     /// The process environment (names that are not valid variable names are simply never
     /// referenced).
@@ -72,6 +73,18 @@ pub struct Sources {
     pub vars_dirs: Vec<PathBuf>,
     /// `--set`, in order.
     pub assignments: Vec<Assignment>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.environment.iter().map(|(name, _)| name).collect();
+        f.debug_struct("Sources")
+            .field("environment", &names)
+            .field("env_files", &self.env_files)
+            .field("vars_dirs", &self.vars_dirs)
+            .field("assignments", &self.assignments)
+            .finish()
+    }
 }
 
 impl Sources {
@@ -543,6 +556,17 @@ mod tests {
         assert!(err.contains("\"1X\""), "{err}");
         let empty: Assignment = "E=".parse().unwrap();
         assert!(empty.value.is_empty());
+    }
+
+    #[test]
+    fn debug_shows_no_value() {
+        let sources = Sources {
+            environment: vec![("PASSWORD".into(), "s3cr3t".into())],
+            assignments: vec!["K=s3cr3t".parse().unwrap()],
+            ..Sources::default()
+        };
+        let shown = format!("{sources:?}");
+        assert!(shown.contains("PASSWORD") && !shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]
