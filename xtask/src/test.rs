@@ -115,6 +115,11 @@ pub fn run() -> Result {
         Ok("ok")
     })?;
 
+    steps.step(
+        "fuzz smoke: pitcrew-template, 20 s of cargo fuzz (nightly, libFuzzer)",
+        || fuzz_smoke().map(|()| "ok"),
+    )?;
+
     if util::docker_works() {
         steps.step("build images", || images::build_all().map(|_| "ok"))?;
         steps.step("end-to-end image tests (tests/)", || {
@@ -138,4 +143,52 @@ pub fn run() -> Result {
     steps.print();
     println!("xtask test: done in {:.0}s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// How long the smoke run fuzzes. From scratch on 2 cores the whole step (installing
+/// cargo-fuzz ~45 s, building with the sanitizer ~60 s, fuzzing) took about 2 minutes.
+const FUZZ_SECONDS: u32 = 20;
+
+/// A short run of pitcrew-template's fuzz target, so a crash the fuzzer finds quickly never
+/// lands. Installs what it needs (cargo-fuzz, the nightly toolchain) when missing. The long
+/// run is the same command with a larger -max_total_time (see crates/template/fuzz/Cargo.toml).
+fn fuzz_smoke() -> Result {
+    // `cargo +nightly` needs the rustup proxy, not the stable cargo running this task; the
+    // variables cargo sets for us would pin the stable toolchain under it.
+    let rustup_cargo = || {
+        let mut cargo = Command::new("cargo");
+        cargo
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WRAPPER");
+        cargo
+    };
+    if !util::succeeds(rustup_cargo().args(["+nightly", "--version"])) {
+        util::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    if !util::succeeds(rustup_cargo().args(["fuzz", "--version"])) {
+        util::run(rustup_cargo().args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    let dir = util::root().join("crates/template");
+    let corpus = dir.join("fuzz/corpus/render");
+    std::fs::create_dir_all(&corpus).map_err(|err| format!("cannot create {}: {err}", corpus.display()))?;
+    util::run(rustup_cargo().current_dir(&dir).args([
+        "+nightly",
+        "fuzz",
+        "run",
+        "render",
+        "fuzz/corpus/render",
+        "fuzz/seeds/render",
+        "--",
+        &format!("-max_total_time={FUZZ_SECONDS}"),
+        "-timeout=10",
+    ]))
+    .map_err(|err| {
+        format!(
+            "{err}; the failing input is in crates/template/fuzz/artifacts/render/: replay it with \
+             `cargo +nightly fuzz run render <file>` from crates/template, and pin it as a regression \
+             test in crates/template/tests/fuzz.rs"
+        )
+    })
 }

@@ -5,14 +5,14 @@
 //! piece, so evaluation never waits for input. Problems are recorded with their offset in that
 //! piece; the streaming layer turns offsets into line and column.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io;
 
 use crate::allow::Allow;
 use crate::error::{ProblemKind, REQUIRED_UNSET, REQUIRED_UNSET_OR_EMPTY};
 use crate::scan::{Scan, Unit, as_name, name_len, scan_unit};
-use crate::vars::Variables;
+use crate::vars::{BuildNameHasher, Variables};
 
 /// The bounds that keep memory and output finite whatever the input.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +27,8 @@ pub(crate) struct Limits {
     pub(crate) assigned: usize,
     /// How many problems are listed before the rest are only counted.
     pub(crate) problems: usize,
+    /// How much is read at a time, and the size of the output buffer.
+    pub(crate) chunk: usize,
 }
 
 impl Limits {
@@ -37,6 +39,7 @@ impl Limits {
         value: crate::MAX_VALUE,
         assigned: crate::MAX_ASSIGNED,
         problems: crate::MAX_PROBLEMS,
+        chunk: 64 * 1024,
     };
 }
 
@@ -79,8 +82,9 @@ pub(crate) struct State {
     pub(crate) pending: Vec<(usize, ProblemKind)>,
     /// All problems seen, also those beyond the listing limit.
     pub(crate) total_problems: u64,
-    /// Names referenced (allowed ones), for the report.
-    pub(crate) names: BTreeSet<String>,
+    /// Names referenced (allowed ones), for the report. Hashed, not sorted, because it is
+    /// looked up at every reference; the report sorts it once at the end.
+    pub(crate) names: HashSet<Box<str>, BuildNameHasher>,
     /// Names in order of occurrence, when collecting for [`crate::references`].
     pub(crate) order: Option<Vec<String>>,
     /// References evaluated.
@@ -145,7 +149,7 @@ impl Eval<'_> {
         if let Some(order) = &mut self.st.order {
             order.push(name.to_owned());
         } else if !self.st.names.contains(name) {
-            self.st.names.insert(name.to_owned());
+            self.st.names.insert(name.into());
         }
     }
 

@@ -21,6 +21,8 @@ const LIMITS: Limits = Limits {
     value: 4096,
     assigned: 16 * 1024,
     problems: 10,
+    // Small buffers: compaction and output flushes happen all the time.
+    chunk: 64,
 };
 
 /// Starts every value, so that a value showing up in an error message can be told apart.

@@ -94,7 +94,7 @@ pub use allow::{Allow, is_valid_name};
 pub use error::{Error, Problem, ProblemKind, Problems};
 #[doc(hidden)]
 pub use fuzzing::fuzz_check;
-pub use vars::Variables;
+pub use vars::{BuildNameHasher, NameHasher, VarMap, Variables};
 
 use eval::{Config, Eval, Limits, Sink, State};
 

@@ -9,16 +9,19 @@
 use crate::allow::Allow;
 
 /// Whether `byte` may start a POSIX name (`[A-Za-z_]`).
+#[inline]
 pub(crate) fn is_name_start(byte: u8) -> bool {
     byte.is_ascii_alphabetic() || byte == b'_'
 }
 
 /// Whether `byte` may continue a POSIX name (`[A-Za-z0-9_]`).
+#[inline]
 pub(crate) fn is_name_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_'
 }
 
 /// The length of the name at the start of `bytes` (0 when there is none).
+#[inline]
 pub(crate) fn name_len(bytes: &[u8]) -> usize {
     match bytes.first() {
         Some(&first) if is_name_start(first) => bytes
@@ -31,6 +34,7 @@ pub(crate) fn name_len(bytes: &[u8]) -> usize {
 
 /// A name as `&str`. Names are ASCII by construction, so this never fails in practice; the
 /// fallback keeps the engine panic-free even if a caller passes something else.
+#[inline]
 pub(crate) fn as_name(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or("")
 }
@@ -156,8 +160,9 @@ pub(crate) fn match_braces(s: &[u8], from: Resume, eof: bool) -> Braces {
 
 /// Finds the extent of the `$…` form at the start of `s` (`s[0] == b'$'`).
 ///
-/// `name_limit` bounds the lookahead for the name after `$$` in allow-list mode: a longer
-/// name is treated as not allowed (the `$$` is copied) rather than read without bound.
+/// `name_limit` bounds the lookahead for the name after `$$` in allow-list mode: a form longer
+/// than that (`$${` included) is treated as not allowed (the `$$` is copied) rather than read
+/// without bound.
 pub(crate) fn scan_unit(
     s: &[u8],
     eof: bool,
@@ -219,12 +224,13 @@ fn scan_dollars(s: &[u8], eof: bool, allow: &Allow, name_limit: usize) -> Scan {
     };
     let rest = s.get(name_at..).unwrap_or_default();
     let len = name_len(rest);
+    if name_at + len > name_limit {
+        // Too long to be an allowed name (see `Render::list_copies`), decided on the length
+        // alone so that it does not depend on how the input was split into reads.
+        return Scan::Done(Unit::Dollars { escape: false });
+    }
     if len == rest.len() && !eof {
-        // The name (or the byte after `${`) may go on in the next read; past the limit it is
-        // not read further and counts as not allowed.
-        if s.len() >= name_limit {
-            return Scan::Done(Unit::Dollars { escape: false });
-        }
+        // The name (or the byte after `${`) may go on in the next read.
         return Scan::NeedMore(None);
     }
     let escape = len > 0 && allow.allows(as_name(&rest[..len]));

@@ -11,12 +11,9 @@ use std::io::{self, Read, Write};
 
 use crate::error::{Error, Problem, ProblemKind, Problems};
 use crate::eval::{Config, Emit, Eval, Limits, Sink, State};
-use crate::scan::{Braces, Resume, Scan, as_name, is_name_byte, match_braces, name_len, scan_unit};
+use crate::scan::{Braces, Resume, Scan, Unit, as_name, is_name_byte, match_braces, name_len, scan_unit};
 use crate::vars::Variables;
 use crate::{Options, Report};
-
-/// How much is read at a time, and the size of the output buffer.
-pub(crate) const CHUNK: usize = 64 * 1024;
 
 /// The input side: the reader, its buffer, and the line bookkeeping.
 struct Input<'s, R> {
@@ -111,7 +108,9 @@ fn position_in(unit: &[u8], (line, column): (u64, u64), offset: usize) -> (u64, 
 /// problems, nothing more is written: the caller discards the output anyway.
 struct Out<W> {
     writer: W,
+    /// Up to `chunk` bytes not yet written.
     buf: Vec<u8>,
+    chunk: usize,
     written: u64,
     discard: bool,
 }
@@ -132,9 +131,9 @@ impl<W: Write> Emit for Out<W> {
             return Ok(());
         }
         self.written += bytes.len() as u64;
-        if self.buf.len() + bytes.len() > CHUNK {
+        if self.buf.len() + bytes.len() > self.chunk {
             self.flush_buf()?;
-            if bytes.len() >= CHUNK {
+            if bytes.len() >= self.chunk {
                 return self.writer.write_all(bytes);
             }
         }
@@ -164,7 +163,9 @@ pub(crate) fn render_with(
         input: Input {
             reader,
             source,
-            buf: vec![0; limits.expression + CHUNK],
+            // One read plus the longest form: a form that starts at the end of a read still
+            // fits once the buffer is compacted.
+            buf: vec![0; limits.expression + limits.chunk],
             start: 0,
             end: 0,
             eof: false,
@@ -176,7 +177,8 @@ pub(crate) fn render_with(
         },
         out: Out {
             writer,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(limits.chunk),
+            chunk: limits.chunk,
             written: 0,
             discard: false,
         },
@@ -221,7 +223,7 @@ pub(crate) fn render_with(
         bytes_in: input.bytes_in,
         bytes_out: out.written,
         expansions: eval.st.expansions,
-        names: eval.st.names,
+        names: eval.st.names.into_iter().map(String::from).collect(),
     })
 }
 
@@ -263,6 +265,7 @@ impl<R: Read, W: Write> Render<'_, '_, R, W> {
                 limits.expression,
                 resume,
             ) {
+                Scan::Done(unit) if unit.len() > limits.expression => return self.oversized(unit),
                 Scan::Done(unit) => {
                     let mut sink = Sink::Out(&mut self.out);
                     self.eval
@@ -274,7 +277,10 @@ impl<R: Read, W: Write> Render<'_, '_, R, W> {
                 }
                 Scan::Unterminated => return self.unterminated(),
                 Scan::NeedMore(next) => {
-                    if window.len() >= limits.expression {
+                    // The form is longer than the window: once that is over the limit, the
+                    // form is too long, whatever the reads were (a complete form over the limit
+                    // is caught above, so the outcome does not depend on how input arrives).
+                    if window.len() > limits.expression {
                         return self.too_long(next);
                     }
                     resume = next;
@@ -331,16 +337,42 @@ impl<R: Read, W: Write> Render<'_, '_, R, W> {
         (len < rest.len() || self.input.eof).then(|| as_name(&rest[..len]))
     }
 
+    /// With an allow-list, whether the form at the start of the window is copied: its name
+    /// (`None`: not complete in the window) is not allowed. A name too long to hold counts as
+    /// not allowed: a list's names are short, only a glob could match it, and copying is what
+    /// "only allowed names are touched" asks for.
+    fn list_copies(&self, name: Option<&str>) -> bool {
+        let allow = self.eval.cfg.allow;
+        !allow.is_all()
+            && name.is_none_or(|name| name.len() + 3 > self.eval.cfg.limits.expression || !allow.allows(name))
+    }
+
+    /// A complete form longer than the limit: treated exactly as one found too long while
+    /// streaming (reported, or copied when its name is not allowed), so that the outcome does
+    /// not depend on the reads.
+    fn oversized(&mut self, unit: Unit) -> Result<(), Error> {
+        let limit = self.eval.cfg.limits.expression;
+        let name = match unit {
+            Unit::Braced { .. } => self.braced_name(),
+            _ => self.input.window().get(1..unit.len()).map(as_name),
+        };
+        if self.list_copies(name) {
+            let window = &self.input.buf[self.input.start..self.input.end];
+            self.out.put(&window[..unit.len()]).map_err(Error::Write)?;
+        } else {
+            self.problem_here(ProblemKind::TooLong { limit });
+        }
+        self.input.start += unit.len();
+        Ok(())
+    }
+
     /// `${NAME…` with no `}` before the end of input: a problem if the name is expanded, text
     /// otherwise. Either way scanning goes on after the `${`, so later problems are found too.
     fn unterminated(&mut self) -> Result<(), Error> {
-        let allowed = self
-            .braced_name()
-            .is_none_or(|name| self.eval.cfg.allow.allows(name));
-        if allowed {
-            self.problem_here(ProblemKind::Unterminated);
-        } else {
+        if self.list_copies(self.braced_name()) {
             self.out.put(b"${").map_err(Error::Write)?;
+        } else {
+            self.problem_here(ProblemKind::Unterminated);
         }
         self.input.start += 2;
         Ok(())
@@ -350,12 +382,10 @@ impl<R: Read, W: Write> Render<'_, '_, R, W> {
     /// and then skipped without buffering it.
     fn too_long(&mut self, resume: Option<Resume>) -> Result<(), Error> {
         let limit = self.eval.cfg.limits.expression;
-        // With an allow-list, a form whose name is not allowed is copied as it goes by. A name
-        // too long to hold counts as not allowed: a list's names are short, only a glob could
-        // match it, and copying is what "only allowed names are touched" asks for.
-        let list = !self.eval.cfg.allow.is_all();
+        // With an allow-list, a form whose name is not allowed is copied as it goes by.
         let Some(mut resume) = resume else {
             // `$NAME` with an endless name.
+            let list = self.list_copies(None);
             if list {
                 self.out.put(b"$").map_err(Error::Write)?;
             } else {
@@ -376,10 +406,7 @@ impl<R: Read, W: Write> Render<'_, '_, R, W> {
                 self.input.fill()?;
             }
         };
-        let copy = list
-            && self
-                .braced_name()
-                .is_none_or(|name| !self.eval.cfg.allow.allows(name));
+        let copy = self.list_copies(self.braced_name());
         // The position is taken now, while the start is still in the buffer.
         let position = self.input.position(self.input.start);
         loop {
