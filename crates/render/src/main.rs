@@ -49,12 +49,23 @@ fn render(args: &Args) -> Result<(), RenderError> {
         pitcrew_render::dry_run(&config, stdin, &mut stdout, &stop)?;
         return stdout.flush().map_err(RenderError::Stdout);
     }
-    let summary = pitcrew_render::run(&config, stdin, &mut stdout, &stop)?;
-    stdout.flush().map_err(RenderError::Stdout)?;
+    drop(stdout);
+    let summary = pitcrew_render::run(&config, stdin, raw_stdout()?, &stop)?;
     if summary != pitcrew_render::Summary::default() {
         tracing::info!("done: {summary}");
     }
     Ok(())
+}
+
+/// stdout without Rust's line buffering (which scans every write for a newline and copies
+/// the tail): the library buffers 64 KiB itself. A duplicate of descriptor 1, so no unsafe.
+fn raw_stdout() -> Result<std::fs::File, RenderError> {
+    use std::os::fd::AsFd as _;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(RenderError::Stdout)
 }
 
 fn fail(args: &Args, err: &RenderError) -> ProcessExitCode {
