@@ -281,6 +281,33 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_an_env_twin() {
+        use clap::CommandFactory as _;
+        for arg in Args::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "shell_format" | "help" | "version") {
+                continue;
+            }
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("--{id} has no env twin"))
+                .to_string_lossy()
+                .into_owned();
+            let expected = format!("PITCREW_RENDER_{}", id.to_ascii_uppercase());
+            let shared = [
+                "PITCREW_TERMINATION_LOG",
+                "PITCREW_LOG_FORMAT",
+                "PITCREW_LOG_LEVEL",
+            ];
+            let renamed = [("input", "PITCREW_RENDER_IN"), ("output", "PITCREW_RENDER_OUT")];
+            assert!(
+                env == expected || shared.contains(&env.as_str()) || renamed.contains(&(id, env.as_str())),
+                "--{id}: {env}"
+            );
+        }
+    }
+
+    #[test]
     fn repeatable_flags_collect_in_order() {
         let args = parse(&[
             "--include",

@@ -81,6 +81,7 @@ fn a_configmap_tree_renders_included_files_and_copies_the_rest() {
             ("conf.d/deep/x.conf", "deep ${APP}\n"),
             ("run.sh", "echo $1 $HOME ${APP}\n"),
             ("data.bin", "raw $APP \0\u{1}\u{ff} ${APP"),
+            ("empty.yaml", ""),
         ],
     );
     let out = dir.path().join("out dir");
@@ -109,6 +110,7 @@ fn a_configmap_tree_renders_included_files_and_copies_the_rest() {
     assert_eq!(read("run.sh"), b"echo $1 $HOME ${APP}\n");
     assert_eq!(read("data.bin"), "raw $APP \0\u{1}\u{ff} ${APP".as_bytes());
     assert_eq!(read("stale.txt"), b"old");
+    assert_eq!(read("empty.yaml"), b"", "a 0-byte template gives a 0-byte output");
     // Kubernetes' internals are not copied, and the outputs are files, not symlinks.
     let listed: Vec<String> = snapshot(&out)
         .into_keys()
@@ -123,6 +125,7 @@ fn a_configmap_tree_renders_included_files_and_copies_the_rest() {
             "conf.d/deep/x.conf",
             "conf.d/site.conf",
             "data.bin",
+            "empty.yaml",
             "run.sh",
             "stale.txt"
         ]
@@ -132,6 +135,28 @@ fn a_configmap_tree_renders_included_files_and_copies_the_rest() {
             .unwrap()
             .is_symlink()
     );
+
+    // Run again: rendered and copied files alike are left exactly as they are.
+    let before = snapshot(dir.path());
+    let again = render(
+        &[
+            "--in",
+            s(&input),
+            "--out",
+            s(&out),
+            "--include",
+            "*.yaml,conf.d/*.conf",
+        ],
+        &[("APP", "shop"), ("HOME", "/root")],
+        b"",
+    );
+    again.expect(0);
+    assert!(
+        again.stderr.contains("done: 0 written, 6 unchanged"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(snapshot(dir.path()), before);
 
     // Without --include every file is a template (and the binary one's `${` is an error).
     let run = render(
