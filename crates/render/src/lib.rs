@@ -1,24 +1,29 @@
 //! `pitcrew-render`: the init-container replacement for `envsubst < /t/app.yaml > /cfg/app.yaml`
 //! and `openssl rand -base64 32 > /cfg/jwt-secret`.
 //!
-//! A run has three steps, and only the last one writes anything:
+//! A run has four steps, and only the last one puts anything in place:
 //!
 //! 1. **Gather**: the shape (`--in`/`--out`, see [`plan::Shape`]), the values (see
 //!    [`values`]), the secrets (read back or generated in memory, see [`secrets`]) and the
 //!    list of outputs ([`plan::Plan`]).
-//! 2. **Stage**: every template is rendered (and every other file of a tree copied) into a
-//!    temporary file next to its destination. Every problem of every template is collected;
-//!    any problem, unreadable input, unwritable output or signal ends the run here, the
-//!    temporary files are removed and the directories this run created are removed again,
-//!    so nothing is half-written and nothing already there is touched.
-//! 3. **Commit**: generated secrets are put in place first (only if still absent), then every
-//!    output, each by an atomic rename that is skipped when the content is identical (mtime
-//!    kept). A signal during this step is handled after it: renames take milliseconds, and a
-//!    finished set of outputs is better than a mixed one.
+//! 2. **Check**: every input file is rendered (or, for copies, read) into a comparison with
+//!    its destination, writing nothing. Every problem of every template is collected; any
+//!    problem ends the run here with the output directory exactly as it was, mtime included.
+//! 3. **Stage**: generated secrets and the outputs that differ from what is there are written
+//!    to temporary files next to their destinations (identical ones get none, so a directory
+//!    watcher sees nothing). An unwritable output, a template changed since the check, or a
+//!    signal ends the run here: the temporary files and the directories this run created are
+//!    removed again, so nothing is half-written and nothing already there is touched.
+//! 4. **Commit**: generated secrets are put in place first (only if still absent), then every
+//!    output by an atomic rename; identical outputs are only given `--mode`/`--owner`. A signal
+//!    that arrives now does not interrupt this step (renames take milliseconds, and a finished
+//!    set of outputs is better than a mixed one); the run ends normally.
 //!
-//! stdin to stdout (the GNU envsubst drop-in) streams instead: output is written while the
-//! input is read, so it works on inputs of any size, but a failing run may have written part
-//! of its output.
+//! stdin to stdout (the GNU envsubst drop-in), and a file to stdout, stream instead: output is
+//! written while the input is read, so any size works in bounded memory, but a failing run may
+//! have written part of its output (secrets are still committed only after a successful
+//! render). stdin to a file has no check step (stdin cannot be read twice): its temporary file
+//! comes and goes even when the template has a problem.
 
 pub mod cli;
 mod error;
