@@ -380,8 +380,15 @@ impl AtomicFile {
     /// write many outputs all-or-nothing stages every one first (a staged file holds no file
     /// descriptor, so a big tree does not run into the open-files limit), then commits them
     /// all. Dropped uncommitted, the staged file is removed.
+    ///
+    /// The owner is given to the temporary file now (and again at commit), so that a missing
+    /// right to change owners fails the stage, before anything is committed.
     pub fn stage(mut self) -> Result<Staged, FileError> {
-        drop(self.finish_writing()?);
+        let file = self.finish_writing()?;
+        if let Some(owner) = self.options.owner {
+            std::os::unix::fs::fchown(&file, owner.uid, owner.gid)
+                .map_err(|err| FileError::output(&self.destination, "write", err))?;
+        }
         Ok(Staged(self))
     }
 

@@ -322,3 +322,48 @@ fn a_late_failure_leaves_earlier_outputs_untouched() {
     );
     assert!(!Path::new(&case.path("out/new")).exists());
 }
+
+/// `--owner` without the right to change owners (a non-root user, as in a pod): exit 74 with a
+/// hint, and nothing committed.
+#[test]
+fn an_owner_change_without_the_right_fails_before_anything_is_committed() {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+    if !common::is_root() {
+        eprintln!("SKIPPED: needs root to set up a run as another user (tests run as root on CI)");
+        return;
+    }
+    let Some(setpriv) = pitcrew_testkit::require_binary("setpriv", &["/usr/bin/setpriv"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("pitcrew-render");
+    std::fs::copy(common::BIN, &binary).unwrap();
+    write(&dir.path().join("in/a.conf"), "a=$V\n");
+    write(&dir.path().join("in/b.conf"), "b=$V\n");
+    let out = dir.path().join("out");
+    write(&out.join("a.conf"), "old\n");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for path in [&out, &out.join("a.conf"), &logs] {
+        chown(path, Some(65532), Some(65532)).unwrap();
+    }
+    let before = snapshot(&out);
+    let output = std::process::Command::new(setpriv)
+        .args(["--reuid", "65532", "--regid", "65532", "--clear-groups"])
+        .arg(&binary)
+        .args(["--in", s(&dir.path().join("in")), "--out", s(&out)])
+        .args(["--owner", "0:0", "--secret", "key=hex:8"])
+        .env_clear()
+        .env("V", ODD)
+        .env("PITCREW_TERMINATION_LOG", logs.join("termination-log"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(74), "{stderr}");
+    assert!(
+        stderr.contains("CAP_CHOWN") && !stderr.contains("s3cr3t"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&out), before, "no secret, no output, no temporary file");
+}
