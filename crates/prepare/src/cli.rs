@@ -223,7 +223,7 @@ impl FromArgMatches for Args {
 }
 
 fn usage(message: String) -> clap::Error {
-    clap::Error::raw(ErrorKind::ValueValidation, format!("{message}\n"))
+    clap::Error::raw(ErrorKind::ValueValidation, message)
 }
 
 /// The step flags in command-line order, each occurrence placed by the index of its first

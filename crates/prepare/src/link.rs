@@ -8,6 +8,7 @@
 //! given (a relative one stays relative to LINK's directory) and may not exist yet. Missing
 //! parents of LINK are created like `--mkdir`'s.
 
+use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,11 +96,12 @@ pub(crate) fn symlink(cx: &mut Context<'_>, target: &Path, link: &Path) -> Resul
         }
     };
     if created_directories > 0 {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             " ({} {})",
             Verb::Create.word(dry_run),
             count(created_directories, "parent directory")
-        ));
+        );
     }
     Ok(summary)
 }

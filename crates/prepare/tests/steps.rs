@@ -305,5 +305,5 @@ fn dry_run_on_a_fresh_volume_plans_later_steps_on_what_earlier_ones_create() {
         .filter(|line| line.starts_with("would change owner"))
         .count();
     assert_eq!(owners, 6, "{lines:#?}");
-    assert!(lines.iter().all(|line| !line.contains("?")), "{lines:#?}");
+    assert!(lines.iter().all(|line| !line.contains('?')), "{lines:#?}");
 }
