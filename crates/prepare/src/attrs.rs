@@ -6,13 +6,17 @@
 //! user. Here nothing is ever looked up through a symlink: each entry is inspected with
 //! `lstat`, a link gets the owner itself (`lchown`), and a link to a directory is not
 //! entered, so everything changed lies under PATH. Entries that already have the owner are
-//! not touched at all (their ctime stays), so a second run changes nothing.
+//! not touched at all (their ctime stays), so a second run changes nothing. The walk stays on
+//! PATH's file system (as `find -xdev`): a volume mounted inside PATH (a ConfigMap, a
+//! `subPath` file) is another volume, usually read-only, and is left alone. `/` itself is
+//! refused: a recursive chown of the whole container is never what a pod spec means.
 //!
 //! Known limit: a directory swapped for a symlink between its `lstat` and its listing (by
 //! another process writing the volume while the init container runs) would be listed through
 //! the link; closing that needs `openat`-style calls std does not offer. Init containers run
 //! before the app, with nothing else writing the volume.
 
+use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
@@ -26,8 +30,17 @@ pub(crate) fn chown(cx: &mut Context<'_>, owner: Owner, path: &Path) -> Result<S
         .look(path, false)
         .map_err(|err| FileError::input(path, "read", err))?
         .ok_or_else(|| FileError::input(path, "change owner of", io::ErrorKind::NotFound.into()))?;
+    if root.kind == Kind::Directory && path.canonicalize().is_ok_and(|path| path == Path::new("/")) {
+        return Err(FileError::invalid(
+            path,
+            "change owner of",
+            "it is the root directory: name the volume to change (e.g. /data)".into(),
+        )
+        .into());
+    }
     let mut changed = 0;
     let mut already = 0;
+    let mut other_mounts = 0;
     let mut pending = vec![(path.to_owned(), root.clone())];
     while let Some((current, seen)) = pending.pop() {
         cx.check_stop()?;
@@ -60,9 +73,20 @@ pub(crate) fn chown(cx: &mut Context<'_>, owner: Owner, path: &Path) -> Result<S
                 let child_seen = cx
                     .look(&child, false)
                     .map_err(|err| FileError::input(&child, "read", err))?;
-                // Gone since the listing: nothing left to change.
-                if let Some(child_seen) = child_seen {
-                    pending.push((child, child_seen));
+                match child_seen {
+                    // Gone since the listing: nothing left to change.
+                    None => {}
+                    Some(child_seen)
+                        if child_seen.dev.is_some() && root.dev.is_some() && child_seen.dev != root.dev =>
+                    {
+                        other_mounts += 1;
+                        Context::unchanged(format_args!(
+                            "{} is on another file system (a volume mounted inside {})",
+                            child.display(),
+                            path.display()
+                        ));
+                    }
+                    Some(child_seen) => pending.push((child, child_seen)),
                 }
             }
         }
@@ -81,6 +105,13 @@ pub(crate) fn chown(cx: &mut Context<'_>, owner: Owner, path: &Path) -> Result<S
             )
         }
     };
+    if other_mounts > 0 {
+        let _ = write!(
+            summary,
+            " (left alone: {} mounted inside, on another file system)",
+            count(other_mounts, "volume")
+        );
+    }
     if root.kind == Kind::Symlink {
         summary.push_str(
             " (PATH is a symlink: only the link itself is changed, never what it points to; \

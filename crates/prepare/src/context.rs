@@ -49,6 +49,8 @@ pub(crate) struct Seen {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mode: Option<u32>,
+    /// The file system it is on (`st_dev`); `None` for a planned entry.
+    pub dev: Option<u64>,
     /// For a planned symlink: where it would point.
     pub link_target: Option<PathBuf>,
     /// Whether this comes from the plan of an earlier step (dry run only).
@@ -72,6 +74,7 @@ impl Seen {
             uid: Some(metadata.uid()),
             gid: Some(metadata.gid()),
             mode: Some(metadata.permissions().mode() & 0o7777),
+            dev: Some(metadata.dev()),
             link_target: None,
             planned: false,
         }
@@ -227,6 +230,7 @@ impl<'a> Context<'a> {
                 uid: owner.and_then(|owner| owner.uid).or(self.creator.0),
                 gid: owner.and_then(|owner| owner.gid).or(self.creator.1),
                 mode: mode.map(Mode::bits),
+                dev: None,
                 link_target: link_target.map(Path::to_owned),
                 planned: true,
             },

@@ -194,3 +194,64 @@ fn run_step(cx: &mut Context<'_>, step: &Step) -> Result<String, StepError> {
         Step::Sysctl(setting) => sysctl::sysctl(cx, setting),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closing_line_says_what_was_done_or_that_nothing_was_needed() {
+        let summary = |changed_steps, changes| Summary {
+            steps: 5,
+            changed_steps,
+            changes,
+        };
+        assert_eq!(
+            summary(0, 0).line(false),
+            "nothing to change: 5 steps already done"
+        );
+        assert_eq!(
+            summary(0, 0).line(true),
+            "dry run: nothing to change: 5 steps already done"
+        );
+        assert_eq!(
+            summary(2, 7).line(false),
+            "done: 7 changes made by 2 of 5 steps, 3 already done"
+        );
+        assert_eq!(
+            summary(5, 1).line(true),
+            "dry run: 1 change would be made by 5 of 5 steps; nothing was changed"
+        );
+    }
+
+    #[test]
+    fn a_stop_before_a_step_runs_nothing_more_and_names_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = [
+            Step::Mkdir {
+                path: dir.path().join("a"),
+            },
+            Step::Mkdir {
+                path: dir.path().join("b"),
+            },
+        ];
+        let stop = Stop::never();
+        stop.trigger(15);
+        let mut out = Vec::new();
+        let err = run(&steps, &Settings::default(), &stop, &mut out).unwrap_err();
+        assert_eq!(err.exit_code().code(), 143);
+        assert!(
+            err.to_string()
+                .starts_with("stopped by SIGTERM before the work was done (in step 1 of 2, --mkdir "),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("; step 2 did not run"), "{err}");
+        assert!(!dir.path().join("a").exists());
+    }
+
+    #[test]
+    fn no_steps_is_a_usage_error() {
+        let err = run(&[], &Settings::default(), &Stop::never(), &mut Vec::new()).unwrap_err();
+        assert_eq!(err.exit_code().code(), 64);
+    }
+}

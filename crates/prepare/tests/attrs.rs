@@ -282,3 +282,60 @@ fn owner_applies_to_created_symlinks_and_directories() {
         assert_eq!((metadata.uid(), metadata.gid()), (1000, 1000), "{path:?}");
     }
 }
+
+/// A ConfigMap or a `subPath` file mounted inside the volume is another volume (read-only in
+/// a pod): chown leaves it alone instead of failing on it or changing it. Run in a mount
+/// namespace of its own, so the tmpfs vanishes with the test.
+#[test]
+fn chown_stays_on_the_file_system_of_path() {
+    if !is_root() {
+        eprintln!("skipped: mounting and chown need root");
+        return;
+    }
+    let Some(unshare) = pitcrew_testkit::require_binary("unshare", &["/usr/bin/unshare"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("mounted")).unwrap();
+    fs::write(data.join("own"), "x").unwrap();
+    let script = r#"
+        mount -t tmpfs none "$DATA/mounted" || exit 20
+        echo x > "$DATA/mounted/inner" || exit 21
+        "$BIN" --chown 1000:1000 "$DATA" || exit 22
+        stat -c '%u %n' "$DATA/mounted" "$DATA/mounted/inner"
+    "#;
+    let output = std::process::Command::new(unshare)
+        .args(["--mount", "--", "sh", "-c", script])
+        .env("BIN", support::BIN)
+        .env("DATA", &data)
+        .env_remove("PITCREW_LOG_FORMAT")
+        .output()
+        .unwrap();
+    assert_code(&output, 0);
+    let stats = String::from_utf8_lossy(&output.stdout);
+    assert!(stats.lines().all(|line| line.starts_with("0 ")), "{stats}");
+    assert_eq!(stats.lines().count(), 2, "{stats}");
+    let text = stderr(&output);
+    assert!(
+        text.contains("changed the owner of 2 entries to 1000:1000 (left alone: 1 volume mounted inside"),
+        "{text}"
+    );
+    assert_eq!(fs::metadata(data.join("own")).unwrap().uid(), 1000);
+}
+
+/// With --dry-run: the refusal comes before anything is done either way, and should it ever
+/// break, this test must not give the machine's whole file system away.
+#[test]
+fn chown_of_the_root_directory_is_refused() {
+    for root in ["/", "/tmp/../"] {
+        let output = run(&["--dry-run", "--chown", "1000:1000", root]);
+        assert_code(&output, 78);
+        assert!(
+            stderr(&output).contains("it is the root directory"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(support::stdout(&output).is_empty());
+    }
+}
