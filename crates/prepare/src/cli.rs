@@ -24,7 +24,7 @@ use crate::step::{NAMES, Step};
 const EXAMPLES: &str = r#"Examples:
   pitcrew-prepare --copy /config-template:/shared-config --chown 1000:1000 /data
   pitcrew-prepare --owner 1000:1000 --mode 0640 --copy /secrets/tls:/shared/tls/ --mkdir /data/cache
-  pitcrew-prepare --copy /config/app.yaml:/shared-config/ --symlink /shared-config/app.yaml:/data/app.yaml
+  pitcrew-prepare --copy /config/app.yaml:/cfg/ --symlink /cfg/app.yaml:/data/app.yaml
   pitcrew-prepare --sysctl vm.max_map_count=262144      # in a privileged init container
   pitcrew-prepare --dry-run --copy /config-template:/shared-config
 
@@ -51,6 +51,11 @@ Steps run in the order given, each only changing what is not already right; the 
 that fails stops the run (later steps do not run) and is named by number and flag. In
 SRC:DEST and TARGET:LINK, a ':' that is part of a path is written '\:'. --mode,
 --dir-mode and --owner hold for every step, wherever they appear.
+
+pitcrew-prepare exits 64 for a bad flag or value, 66 when a source or PATH is missing, 74
+when an output cannot be written (something in the way, a read-only /proc/sys), 78 for
+input it refuses (a symlink out of a copied tree, an unknown sysctl key), 143/130 when
+stopped by SIGTERM/SIGINT between two files.
 "#;
 
 /// Get a pod's volumes ready: copy files, create directories, set owners and modes, make
@@ -79,7 +84,8 @@ pub struct Flags {
 
     /// Give PATH and everything under it a numeric owner (UID:GID, UID or :GID). Symlinks are
     /// never followed: a link gets the owner itself and a linked directory is not entered, so
-    /// nothing outside PATH changes. Entries that already have the owner are not touched.
+    /// nothing outside PATH changes; a volume mounted inside PATH (another file system) is left
+    /// alone. Entries that already have the owner are not touched.
     #[arg(long, num_args = 2, value_names = ["UID:GID", "PATH"], action = ArgAction::Append)]
     pub chown: Vec<String>,
 

@@ -339,3 +339,44 @@ fn chown_of_the_root_directory_is_refused() {
         assert!(support::stdout(&output).is_empty());
     }
 }
+
+/// The image runs as 65532: a chown there fails with a message saying what the pod spec
+/// needs, and nothing is half-changed.
+#[test]
+fn chown_without_root_says_it_needs_root_or_cap_chown() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch to the image's user");
+        return;
+    }
+    let Some(setpriv) = pitcrew_testkit::require_binary("setpriv", &["/usr/bin/setpriv"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    lchown(&data, Some(65532), Some(65532)).unwrap();
+    let before = listing(dir.path());
+    let output = std::process::Command::new(setpriv)
+        .args([
+            "--reuid=65532",
+            "--regid=65532",
+            "--clear-groups",
+            "--",
+            support::BIN,
+        ])
+        .args(["--chown", "1000:1000", path_str(&data)])
+        .env_remove("PITCREW_LOG_FORMAT")
+        .output()
+        .unwrap();
+    assert_code(&output, 74);
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "cannot change owner of {}: operation not permitted",
+            path_str(&data)
+        )) && text.contains("needs root or the CAP_CHOWN capability"),
+        "{text}"
+    );
+    assert_eq!(listing(dir.path()), before);
+}
