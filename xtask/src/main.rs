@@ -48,6 +48,12 @@ enum BenchTarget {
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(3..=100))]
         runs: u32,
     },
+    /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
+    Render {
+        /// Timed runs per tool.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Wait { runs },
         } => bench::wait(runs),
+        Task::Bench {
+            which: BenchTarget::Render { runs },
+        } => bench::render(runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

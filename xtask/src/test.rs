@@ -24,6 +24,8 @@ const PACKAGES: &[&str] = &[
     "ca-certificates",
     "time",
     "strace",
+    "gettext-base",
+    "util-linux",
 ];
 
 struct Steps {

@@ -60,6 +60,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 }
 
 pub mod certs;
+pub mod examples;
 pub mod mariadb;
 pub mod nginx;
 pub mod postgres;

@@ -1,5 +1,6 @@
 //! `cargo xtask bench wait`: pitcrew-wait against what pod specs use today, all measured in
-//! the same run on this machine, printed as one table and written to BENCHMARKS.md.
+//! the same run on this machine, printed as one table and written to its section of
+//! BENCHMARKS.md.
 //!
 //! Contenders: the release musl `pitcrew-wait`; a busybox shell loop
 //! (`until nc …; do sleep 1; done`, the usual init-container one-liner) run by Debian's
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::gzipped_size;
 use crate::images;
 use crate::util::{self, Result};
 
@@ -442,56 +444,21 @@ pub fn wait(runs: u32) -> Result {
     println!("\n{table}\n{notes}");
     let elapsed = started.elapsed();
     println!("bench took {:.0}s", elapsed.as_secs_f64());
-    write_report(&table, &notes, runs)?;
-    println!("wrote BENCHMARKS.md");
-    Ok(())
-}
-
-fn write_report(table: &str, notes: &str, runs: u32) -> Result {
-    let rustc = util::stdout_of(Command::new("rustc").arg("--version")).unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("model name"))
-                .map(|name| name.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let report = format!(
-        "# Benchmarks\n\n\
-         Written by `cargo xtask bench wait --runs {runs}`; rerun it to refresh (about 3 minutes with the default 9 runs, 8 with 25).\n\n\
-         ## pitcrew-wait vs the shell loops it replaces\n\n\
+    let intro = format!(
+        "Written by `cargo xtask bench wait --runs {runs}`; rerun it to refresh (about 3 minutes with \
+         the default 9 runs, 8 with 25).\n\n\
          What pod specs do today: a busybox shell loop (`until nc 127.0.0.1 PORT </dev/null; do sleep 1; done`, \
          Debian busybox-static 1.35) or `wait-for-it -q -t 0 127.0.0.1:PORT` (Debian's, bash). \
          pitcrew-wait is the release musl binary (`tcp://127.0.0.1:PORT`, default backoff: 100 ms retries for \
          the first 10 s, then every `--interval 1s`). All dependencies are listeners bound on 127.0.0.1 \
-         by the benchmark itself; all figures come from one run.\n\n\
-         {table}\n\
-         How each figure was taken:\n\n{notes}\n\
-         Machine: a shared 2-core box ({cores} cores seen, {cpu}), {rustc}. Timings on a shared machine are \
-         noisy: compare the columns with each other, not with other machines.\n"
+         by the benchmark itself; all figures come from one run."
     );
-    let path = util::root().join("BENCHMARKS.md");
-    std::fs::write(&path, report).map_err(|err| format!("cannot write {}: {err}", path.display()))
-}
-
-/// The image as `docker save` writes it, gzipped: close to what a node downloads.
-fn gzipped_size(image: &str) -> Result<u64> {
-    let mut save = Command::new("docker")
-        .args(["save", image])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("cannot run docker save {image}: {err}"))?;
-    let tar = save.stdout.take().ok_or("docker save has no stdout")?;
-    let output = Command::new("gzip")
-        .arg("-6")
-        .stdin(tar)
-        .output()
-        .map_err(|err| format!("cannot run gzip: {err}"))?;
-    let status = save.wait().map_err(|err| format!("docker save {image}: {err}"))?;
-    if !status.success() || !output.status.success() {
-        return Err(format!("docker save {image} | gzip failed"));
-    }
-    Ok(output.stdout.len() as u64)
+    super::write_section(
+        "wait",
+        "pitcrew-wait vs the shell loops it replaces",
+        &intro,
+        &table,
+        &notes,
+    )?;
+    Ok(())
 }
