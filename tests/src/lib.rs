@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 /// The image under test.
 pub const WAIT_IMAGE: &str = "pitcrew/wait:dev";
+/// The render image.
+pub const RENDER_IMAGE: &str = "pitcrew/render:dev";
+/// The prepare image.
+pub const PREPARE_IMAGE: &str = "pitcrew/prepare:dev";
 /// The busybox comparison image, also a handy peer.
 pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
 

@@ -52,10 +52,10 @@ pub enum ExitCode {
 impl ExitCode {
     /// Every code with a one-line meaning, for `--help` texts and the README.
     pub const TABLE: &[(ExitCode, &str)] = &[
-        (ExitCode::Ok, "success (wait: every target is ready)"),
+        (ExitCode::Ok, "success: the work is done"),
         (
             ExitCode::Failure,
-            "failure: what was waited for failed (a Job), or the runtime could not start",
+            "failure: the work itself failed (wait: a Job waited for failed), or the runtime could not start",
         ),
         (
             ExitCode::Usage,

@@ -416,7 +416,8 @@ impl AtomicFile {
 
         if let Some(metadata) = regular
             && (self.options.overwrite == Overwrite::Keep
-                || same_content(&self.temporary, &destination, metadata.len(), self.bytes).map_err(fail)?)
+                || same_content_sized(&self.temporary, &destination, metadata.len(), self.bytes)
+                    .map_err(fail)?)
         {
             return settle(&destination, self.options, metadata).map_err(fail);
         }
@@ -587,8 +588,51 @@ pub fn sync_directory(directory: &Path) -> io::Result<()> {
     File::open(directory)?.sync_all()
 }
 
+/// Whether the files at `a` and `b` hold the same bytes (lengths compared first): what
+/// [`AtomicFile::commit`] decides by, for a tool that plans a write without making it
+/// (`--dry-run`).
+pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    same_content_sized(a, b, fs::metadata(a)?.len(), fs::metadata(b)?.len())
+}
+
+/// Settles a copy whose destination already holds the same bytes as `source`, without a
+/// temporary file: gives the destination the asked mode and owner and returns `Unchanged`.
+/// `None` when the destination is missing, not a regular file, or different: then the copy
+/// has to be written ([`copy_file`]).
+///
+/// Why not just [`copy_file`], which also leaves an identical file alone: it decides only
+/// after writing its temporary file, and creating and removing that file in the destination
+/// directory changes the directory's mtime and wakes every inotify watcher on it (a reload
+/// sidecar) on a run that changes nothing.
+pub fn settle_identical(
+    source: &Path,
+    destination: &Path,
+    options: WriteOptions,
+) -> Result<Option<Written>, FileError> {
+    let existing = match fs::symlink_metadata(destination) {
+        Ok(metadata) if metadata.is_file() => metadata,
+        Ok(_) => return Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(FileError::output(destination, "write", err)),
+    };
+    let length = fs::metadata(source)
+        .map_err(|err| FileError::input(source, "read", err))?
+        .len();
+    let same = same_content_sized(source, destination, length, existing.len()).map_err(|err| {
+        if File::open(source).is_err() {
+            FileError::input(source, "read", err)
+        } else {
+            FileError::output(destination, "compare with", err)
+        }
+    })?;
+    if !same {
+        return Ok(None);
+    }
+    settle_existing(destination, existing.len(), options)
+}
+
 /// Whether two files hold the same bytes; compares lengths first.
-fn same_content(a: &Path, b: &Path, a_len_hint: u64, b_len_hint: u64) -> io::Result<bool> {
+fn same_content_sized(a: &Path, b: &Path, a_len_hint: u64, b_len_hint: u64) -> io::Result<bool> {
     if a_len_hint != b_len_hint {
         return Ok(false);
     }
@@ -640,7 +684,10 @@ pub fn copy_uncommitted(
     if !metadata.is_file() {
         return Err(FileError::invalid(source, "copy", "not a regular file".into()));
     }
-    if options.mode.is_none() && !destination.exists() {
+    // Not `exists()`: that follows a symlink at the destination, which is replaced, not
+    // written through, so its target's existence says nothing about the new file's mode.
+    let replaces_a_file = fs::symlink_metadata(destination).is_ok_and(|existing| existing.is_file());
+    if options.mode.is_none() && !replaces_a_file {
         options.mode = Some(Mode(metadata.permissions().mode() & 0o7777));
     }
     let mut output = AtomicFile::create(destination, options)?;
@@ -677,6 +724,13 @@ pub fn create_dir_all(path: &Path, mode: Option<Mode>, owner: Option<Owner>) -> 
         // Created meanwhile by someone else: fine, as long as it is a directory.
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {
             return Ok(false);
+        }
+        // "file exists" alone reads as if the directory were there.
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(fail(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something that is not a directory is in the way (left as it is)",
+            )));
         }
         Err(err) => return Err(fail(err)),
     }
@@ -1129,6 +1183,75 @@ mod tests {
         let err = copy_file(&dir.path().join("missing file"), &copy, WriteOptions::default()).unwrap_err();
         assert_eq!(err.exit_code(), ExitCode::NoInput);
         assert!(err.to_string().contains("missing file"), "{err}");
+    }
+
+    /// Regression: a copy onto an identical file created and removed a temporary file
+    /// beside it, changing the directory's mtime (and waking inotify watchers) on a run that
+    /// changed nothing.
+    #[test]
+    fn an_identical_copy_is_settled_without_touching_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        fs::write(&source, "same").unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let destination = out.join("copy");
+        assert_eq!(
+            settle_identical(&source, &destination, WriteOptions::default()).unwrap(),
+            None
+        );
+        copy_file(&source, &destination, WriteOptions::default()).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::open(&out).unwrap().set_modified(old).unwrap();
+
+        let options = WriteOptions {
+            mode: Some(Mode(0o600)),
+            ..WriteOptions::default()
+        };
+        let written = settle_identical(&source, &destination, options).unwrap().unwrap();
+        assert_eq!(
+            (written.outcome, written.metadata_changed),
+            (Outcome::Unchanged, true)
+        );
+        assert_eq!(written.mode, Mode(0o600));
+        let written = settle_identical(&source, &destination, options).unwrap().unwrap();
+        assert!(!written.metadata_changed);
+        assert_eq!(fs::metadata(&out).unwrap().modified().unwrap(), old);
+
+        fs::write(&source, "different").unwrap();
+        assert_eq!(settle_identical(&source, &destination, options).unwrap(), None);
+        let err = settle_identical(&dir.path().join("missing"), &destination, options).unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::NoInput);
+        assert!(same_content(&destination, &destination).unwrap());
+    }
+
+    /// Regression: a copy over a symlink to an existing file got 0644 instead of the source's
+    /// mode, because the check for an existing destination followed the link.
+    #[test]
+    fn a_copy_over_a_symlink_gets_the_source_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("run.sh");
+        fs::write(&source, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&source, fs::Permissions::from_mode(0o750)).unwrap();
+        let other = dir.path().join("other");
+        fs::write(&other, "x").unwrap();
+        let destination = dir.path().join("copy.sh");
+        symlink(&other, &destination).unwrap();
+        let written = copy_file(&source, &destination, WriteOptions::default()).unwrap();
+        assert_eq!((written.outcome, written.mode), (Outcome::Replaced, Mode(0o750)));
+        assert!(fs::symlink_metadata(&destination).unwrap().is_file());
+        assert_eq!(fs::read(&other).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_directory_is_named_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "kept").unwrap();
+        let err = create_dir_all(&file.join("sub"), None, None).unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::Io);
+        assert!(err.to_string().contains("not a directory is in the way"), "{err}");
+        assert_eq!(fs::read(&file).unwrap(), b"kept");
     }
 
     /// A tree laid out as the kubelet mounts a ConfigMap: visible names are symlinks into
