@@ -14,13 +14,11 @@ pub enum RenderError {
     /// Bad command line: flags that do not fit together, a bad `--set` or `--include` (64).
     #[error("{0}")]
     Usage(String),
-    /// An input cannot be read: a template, `--env-file`, `--vars-dir` (66).
-    #[error("{0}")]
-    NoInput(String),
     /// Something read cannot be used: a bad dotenv line, an empty secret file (78).
     #[error("{0}")]
     Config(String),
-    /// A file operation failed; its role (input, output, invalid) picks 66, 74 or 78.
+    /// A file operation failed: an input missing or unreadable (66), an output that cannot be
+    /// written (74), an input unusable as given, such as a symlink out of the tree (78).
     #[error(transparent)]
     File(#[from] FileError),
     /// Templates have problems: every one of every file (78).
@@ -43,7 +41,6 @@ impl RenderError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             RenderError::Usage(_) => ExitCode::Usage,
-            RenderError::NoInput(_) => ExitCode::NoInput,
             RenderError::Config(_) | RenderError::Template(_) => ExitCode::Config,
             RenderError::File(err) => err.exit_code(),
             RenderError::Stdout(_) => ExitCode::Io,
@@ -81,7 +78,6 @@ mod tests {
         let text = String::new;
         for (error, code) in [
             (RenderError::Usage(text()), 64),
-            (RenderError::NoInput(text()), 66),
             (RenderError::Config(text()), 78),
             (RenderError::Template(Vec::new()), 78),
             (RenderError::Stdout(std::io::Error::other("x")), 74),
