@@ -1,9 +1,10 @@
 //! Which variable names a render expands: all of them, or an allow-list of names and globs
 //! (`--only 'APP_*,DB_HOST'`, or GNU envsubst's SHELL-FORMAT argument turned into names).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use crate::scan::{is_name_byte, is_name_start};
+use crate::vars::BuildNameHasher;
 
 /// Which names are expanded. The default allows every name.
 ///
@@ -18,7 +19,8 @@ pub struct Allow {
 
 #[derive(Clone, Debug, Default)]
 struct List {
-    names: BTreeSet<String>,
+    /// Hashed: looked up at every reference.
+    names: HashSet<String, BuildNameHasher>,
     globs: Vec<String>,
 }
 
