@@ -291,7 +291,7 @@ fn render_one(
     match result {
         Ok(report) => {
             if warn {
-                warn_unset(config, source, &report, &scope);
+                warn_unset(config, source, &report);
             }
             Ok(Ok(report))
         }
@@ -315,16 +315,11 @@ fn log_problems(problems: &[Problems]) {
 
 /// In the default (non-strict) mode an unset variable expands to nothing, as in GNU envsubst;
 /// say which ones, by name, since that is usually a mistake in the pod spec.
-fn warn_unset(config: &Config, source: &str, report: &Report, scope: &Scoped<'_>) {
+fn warn_unset(config: &Config, source: &str, report: &Report) {
     if config.options.strict {
         return;
     }
-    let unset: Vec<&str> = report
-        .names
-        .iter()
-        .map(String::as_str)
-        .filter(|name| pitcrew_template::Variables::get(scope, name).is_none())
-        .collect();
+    let unset: Vec<&str> = report.unset.iter().map(String::as_str).collect();
     if !unset.is_empty() {
         tracing::warn!(
             source,

@@ -22,7 +22,8 @@ use pitcrew_template::Variables;
 use crate::RenderError;
 
 /// Every variable by name, after precedence has been applied.
-pub type Values = BTreeMap<String, Vec<u8>>;
+/// A hash map with pitcrew-template's hasher for short names: looked up at every reference.
+pub type Values = pitcrew_template::VarMap;
 
 /// A `--set KEY=VALUE` flag. Debug never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,7 +91,7 @@ impl fmt::Debug for Sources {
 impl Sources {
     /// Reads every source and merges them by precedence.
     pub fn load(&self) -> Result<Values, RenderError> {
-        let mut values = Values::new();
+        let mut values = Values::default();
         for (name, value) in &self.environment {
             if let Ok(name) = name.clone().into_string() {
                 values.insert(name, value.clone().into_vec());
@@ -606,7 +607,7 @@ mod tests {
 
     #[test]
     fn scoped_assignments_do_not_leak_into_the_shared_values() {
-        let shared = Values::from([("A".to_owned(), b"1".to_vec())]);
+        let shared: Values = [("A".to_owned(), b"1".to_vec())].into_iter().collect();
         let mut scope = Scoped::new(&shared);
         scope.set("B", b"2".to_vec());
         scope.set("A", b"3".to_vec());

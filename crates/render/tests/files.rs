@@ -553,12 +553,26 @@ fn json_logs_carry_path_bytes_and_mode_but_no_value() {
 
 #[test]
 fn unset_variables_are_warned_about_by_name() {
-    let run = render(&[], &[("SET", "v")], b"$SET $NOT_SET ${ALSO_NOT}");
+    let run = render(
+        &[],
+        &[("SET", "v")],
+        b"$SET $NOT_SET ${ALSO_NOT} ${DEFAULTED:-d} ${ASSIGNED:=a}$ASSIGNED ${PLUS+x}",
+    );
     run.expect(0);
-    assert_eq!(run.out(), "v  ");
+    assert_eq!(run.out(), "v   d aa ");
     assert!(
-        run.stderr.contains("not set: ALSO_NOT, NOT_SET"),
+        run.stderr.contains("not set: ALSO_NOT, NOT_SET (without"),
         "{}",
         run.stderr
     );
+}
+
+/// The warning named every unset name the template mentioned, also those whose reference
+/// has a default or an alternative (`${V:-d}`, `${V+x}`), which are not mistakes.
+#[test]
+fn regression_references_with_a_default_are_not_warned_about() {
+    let run = render(&[], &[], b"${A:-1} ${B-2} ${C:=3} ${D+4} ${E:+5}");
+    run.expect(0);
+    assert_eq!(run.out(), "1 2 3  ");
+    assert!(!run.stderr.contains("not set"), "{}", run.stderr);
 }

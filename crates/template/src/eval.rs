@@ -85,6 +85,9 @@ pub(crate) struct State {
     /// Names referenced (allowed ones), for the report. Hashed, not sorted, because it is
     /// looked up at every reference; the report sorts it once at the end.
     pub(crate) names: HashSet<Box<str>, BuildNameHasher>,
+    /// Names that expanded to nothing because they were unset and had no default (`$V`,
+    /// `${V}`), for a caller's warning: `${V:-d}` and friends do not count.
+    pub(crate) unset: HashSet<Box<str>, BuildNameHasher>,
     /// Names in order of occurrence, when collecting for [`crate::references`].
     pub(crate) order: Option<Vec<String>>,
     /// References evaluated.
@@ -219,6 +222,9 @@ impl Eval<'_> {
         self.st.expansions += 1;
         match self.vars.get(name) {
             None => {
+                if !self.st.unset.contains(name) {
+                    self.st.unset.insert(name.into());
+                }
                 if self.cfg.strict {
                     self.problem(
                         at,

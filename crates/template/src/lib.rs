@@ -132,6 +132,9 @@ pub struct Report {
     pub expansions: u64,
     /// Names referenced (allowed ones, also in defaults not taken), sorted, unique.
     pub names: BTreeSet<String>,
+    /// Names that expanded to nothing because they were unset and the reference had no
+    /// default (`$V`, `${V}`), sorted, unique: what a non-strict caller warns about.
+    pub unset: BTreeSet<String>,
 }
 
 /// Streams `input` to `output`, expanding references. `source` names the input in errors

@@ -224,6 +224,7 @@ pub(crate) fn render_with(
         bytes_out: out.written,
         expansions: eval.st.expansions,
         names: eval.st.names.into_iter().map(String::from).collect(),
+        unset: eval.st.unset.into_iter().map(String::from).collect(),
     })
 }
 
