@@ -57,16 +57,8 @@ pub fn skipped(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
-/// Whether the tests run as root (read from /proc: `unsafe` is forbidden, so no libc call).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
+/// Whether the tests run as root.
+pub use pitcrew_testkit::is_root;
 
 fn quiet(command: &mut Command) -> bool {
     command

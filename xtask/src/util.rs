@@ -90,16 +90,8 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Whether we run as root (read from /proc: no libc call, and `unsafe` is forbidden).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
+/// Whether we run as root.
+pub use pitcrew_testkit::is_root;
 
 /// Adds the musl target to the toolchain when it is missing.
 pub fn ensure_musl_target() -> Result {

@@ -7,7 +7,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _, lchown, symlink};
 use std::path::Path;
 
-use support::{assert_code, is_root, leftovers, listing, path_str, run, stderr};
+use pitcrew_testkit::is_root;
+use support::{assert_code, leftovers, listing, path_str, run, stderr};
 
 /// Regression for the anchor: `chown -R` following a symlink out of the volume gave the
 /// app user whatever the link pointed to.

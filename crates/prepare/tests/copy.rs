@@ -7,7 +7,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _, symlink};
 use std::path::Path;
 
-use support::{assert_code, configmap, is_root, leftovers, listing, path_str, run, stderr};
+use pitcrew_testkit::is_root;
+use support::{assert_code, configmap, leftovers, listing, path_str, run, stderr};
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().mode() & 0o7777

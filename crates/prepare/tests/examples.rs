@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 
 use pitcrew_testkit::examples::{self, Container};
+use pitcrew_testkit::is_root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-prepare");
 
@@ -23,17 +24,7 @@ fn run(args: &[String], env: &HashMap<String, String>, dry_run: bool) -> Output 
 
 /// Whether `name` is a `PITCREW_*` variable the binary reads (from its `--help`).
 fn is_env_twin(name: &str) -> bool {
-    use std::sync::OnceLock;
-    static HELP: OnceLock<String> = OnceLock::new();
-    let help = HELP.get_or_init(|| {
-        let output = Command::new(BIN).arg("--help").output().unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    });
-    help.contains(&format!("[env: {name}="))
-}
-
-fn is_root() -> bool {
-    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+    examples::is_env_twin(BIN, name)
 }
 
 #[test]

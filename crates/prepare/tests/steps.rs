@@ -8,7 +8,8 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt as _, symlink};
 use std::path::Path;
 
-use support::{assert_code, command, configmap, is_root, leftovers, listing, path_str, run, stderr, stdout};
+use pitcrew_testkit::is_root;
+use support::{assert_code, command, configmap, leftovers, listing, path_str, run, stderr, stdout};
 
 /// The step lines (`step N/M ...`) of a run's log, in order.
 fn step_lines(text: &str) -> Vec<String> {

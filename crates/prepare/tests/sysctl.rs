@@ -11,7 +11,8 @@ mod support;
 use std::fs;
 use std::process::{Command, Output};
 
-use support::{BIN, assert_code, is_root, run, stderr, stdout};
+use pitcrew_testkit::is_root;
+use support::{BIN, assert_code, run, stderr, stdout};
 
 /// Runs `script` under `sh` in a new network and mount namespace, with `$BIN` set to the
 /// binary.

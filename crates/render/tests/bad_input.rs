@@ -328,7 +328,7 @@ fn a_late_failure_leaves_earlier_outputs_untouched() {
 #[test]
 fn an_owner_change_without_the_right_fails_before_anything_is_committed() {
     use std::os::unix::fs::{PermissionsExt as _, chown};
-    if !common::is_root() {
+    if !pitcrew_testkit::is_root() {
         eprintln!("SKIPPED: needs root to set up a run as another user (tests run as root on CI)");
         return;
     }

@@ -29,8 +29,7 @@ fn run(args: &[String], env: &HashMap<String, String>, dry_run: bool) -> Output 
 
 /// Whether `name` is a `PITCREW_*` variable the binary reads (from its `--help`).
 fn is_env_twin(name: &str) -> bool {
-    let output = Command::new(BIN).arg("--help").output().unwrap();
-    String::from_utf8_lossy(&output.stdout).contains(&format!("[env: {name}="))
+    examples::is_env_twin(BIN, name)
 }
 
 #[test]

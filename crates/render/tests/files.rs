@@ -361,7 +361,7 @@ fn no_overwrite_keeps_what_exists_and_creates_what_does_not() {
 
 #[test]
 fn mode_and_owner_apply_to_outputs_secrets_and_new_directories() {
-    if !common::is_root() {
+    if !pitcrew_testkit::is_root() {
         eprintln!("SKIPPED: --owner needs root (tests run as root on CI)");
         return;
     }

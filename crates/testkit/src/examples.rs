@@ -353,6 +353,17 @@ fn container_env(container: &Yaml, context: &str) -> HashMap<String, String> {
     env
 }
 
+/// Whether `name` is an environment variable `binary` reads: its `--help` shows
+/// `[env: NAME=…]` for every env twin. For checking that an example's `PITCREW_*` variables
+/// are not typos that the tool would silently ignore.
+pub fn is_env_twin(binary: &str, name: &str) -> bool {
+    let output = std::process::Command::new(binary)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {binary} --help: {err}"));
+    String::from_utf8_lossy(&output.stdout).contains(&format!("[env: {name}="))
+}
+
 impl Pod {
     /// Makes the pod's volumes under `root/<volume>`: a ConfigMap defined in the same file is
     /// laid out as the kubelet mounts it (files are symlinks into `..data`, itself a symlink

@@ -39,6 +39,18 @@ pub fn require_binary(name: &str, extra: &[&str]) -> Option<PathBuf> {
     found
 }
 
+/// Whether this process runs as root (owner changes and mount namespaces need it; the tests
+/// do run as root here and on CI). Read from /proc: no libc call, and `unsafe` is forbidden.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released, so a server can take it next).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -84,13 +84,7 @@ fn check_wait_container(pod: &examples::Pod, container: &Container) {
 
 /// Whether `name` is a `PITCREW_*` variable the binary reads (from its `--help`).
 fn is_env_twin(name: &str) -> bool {
-    use std::sync::OnceLock;
-    static HELP: OnceLock<String> = OnceLock::new();
-    let help = HELP.get_or_init(|| {
-        let output = Command::new(BIN).arg("--help").output().unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    });
-    help.contains(&format!("[env: {name}="))
+    examples::is_env_twin(BIN, name)
 }
 
 #[test]

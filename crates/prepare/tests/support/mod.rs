@@ -40,11 +40,6 @@ pub fn assert_code(output: &Output, code: i32) {
     assert_eq!(output.status.code(), Some(code), "stderr:\n{}", stderr(output));
 }
 
-/// Whether we are root: chown needs it. We are, here and on CI.
-pub fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0)
-}
-
 /// Everything about an entry a step could change, seen without following symlinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

@@ -199,11 +199,6 @@ pub fn configmap(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// Whether this process runs as root (owner changes need it).
-pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
-}
-
 /// Path as &str.
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
