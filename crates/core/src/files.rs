@@ -600,10 +600,10 @@ pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
 /// `None` when the destination is missing, not a regular file, or different: then the copy
 /// has to be written ([`copy_file`]).
 ///
-/// Why not just [`copy_file`], which also leaves an identical file alone: it decides only
-/// after writing its temporary file, and creating and removing that file in the destination
-/// directory changes the directory's mtime and wakes every inotify watcher on it (a reload
-/// sidecar) on a run that changes nothing.
+/// [`copy_file`] calls it first because [`AtomicFile::commit`] decides only after writing its
+/// temporary file, and creating and removing that file in the destination directory changes
+/// the directory's mtime and wakes every inotify watcher on it (a reload sidecar) on a run
+/// that changes nothing.
 pub fn settle_identical(
     source: &Path,
     destination: &Path,
@@ -665,9 +665,13 @@ fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Copies the regular file `source` to `destination` atomically. With no mode in `options`,
-/// a new file gets the source's mode (as `cp` does).
+/// a new file gets the source's mode (as `cp` does). A destination that already holds the
+/// same bytes is settled by [`settle_identical`] without a temporary file.
 pub fn copy_file(source: &Path, destination: &Path, options: WriteOptions) -> Result<Written, FileError> {
-    copy_uncommitted(source, destination, options)?.commit()
+    match settle_identical(source, destination, options)? {
+        Some(written) => Ok(written),
+        None => copy_uncommitted(source, destination, options)?.commit(),
+    }
 }
 
 /// [`copy_file`] up to the commit: the copy is written but not in place yet, for a caller

@@ -237,12 +237,9 @@ fn write_file(
         owner: cx.settings.owner,
         overwrite: Overwrite::Replace,
     };
-    // An identical file first, without the temporary file copy_file would create and remove
-    // beside it (the directory's mtime and its inotify watchers stay quiet).
-    let written = match files::settle_identical(source, destination, options)? {
-        Some(written) => written,
-        None => files::copy_file(source, destination, options)?,
-    };
+    // An identical file is left alone without a temporary file beside it (copy_file settles
+    // it first), so the directory's mtime and its inotify watchers stay quiet.
+    let written = files::copy_file(source, destination, options)?;
     let details = |mode: Mode| {
         format!(
             "(from {}, {} bytes, mode {mode}{})",

@@ -28,10 +28,13 @@ const LIMITS: Limits = Limits {
 /// Starts every value, so that a value showing up in an error message can be told apart.
 const MARKER: u8 = 0x07;
 
-/// A reader that returns at most `chunk` bytes per read, like a slow pipe.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
+/// A reader that returns at most `chunk` bytes per read, like a slow pipe (also used by the
+/// crate's tests).
+pub struct Chunked<'a> {
+    /// What is left to read.
+    pub data: &'a [u8],
+    /// The most bytes one read returns.
+    pub chunk: usize,
 }
 
 impl Read for Chunked<'_> {

@@ -93,7 +93,7 @@ use std::io::{Read, Write};
 pub use allow::{Allow, is_valid_name};
 pub use error::{Error, Problem, ProblemKind, Problems};
 #[doc(hidden)]
-pub use fuzzing::fuzz_check;
+pub use fuzzing::{Chunked, fuzz_check};
 pub use vars::{BuildNameHasher, NameHasher, VarMap, Variables};
 
 use eval::{Config, Eval, Limits, Sink, State};

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
-use pitcrew_template::{Allow, Error, Options, ProblemKind, Report, references, render};
+use pitcrew_template::{Allow, Chunked, Error, Options, ProblemKind, Report, references, render};
 
 type Vars = BTreeMap<String, Vec<u8>>;
 
@@ -225,21 +225,6 @@ fn report_counts_names_expansions_and_bytes_but_no_values() {
         ["A", "B", "Q", "U", "W"]
     );
     assert!(!format!("{report:?}").contains("aa"));
-}
-
-/// A reader that returns at most `chunk` bytes per read.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
-}
-
-impl Read for Chunked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = self.chunk.min(buf.len()).min(self.data.len());
-        buf[..len].copy_from_slice(&self.data[..len]);
-        self.data = &self.data[len..];
-        Ok(len)
-    }
 }
 
 fn render_chunked(template: &[u8], chunk: usize, options: &Options) -> Result<(Vec<u8>, Report), String> {
