@@ -6,6 +6,10 @@
 //! failed as an invalid duration; here it counts as unset, so the default applies. And a
 //! boolean env twin accepted only `true`/`false`, where people write `1`, `yes`, `on`, `TRUE`;
 //! here every switch's twin takes the usual spellings (clap's `BoolishValueParser`).
+//!
+//! Flag groups shared by several tools (the TLS flags) spell their env twins
+//! `PITCREW_{TOOL}_…`; the placeholder becomes the tool's name from the command's
+//! (`pitcrew-fetch` → `PITCREW_FETCH_CA_FILE`), so every flag of a tool has a twin with its prefix.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -23,7 +27,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let mut command = P::command().mut_args(|arg| {
+    let command = P::command();
+    let tool = tool_name(command.get_name());
+    let mut command = command.mut_args(|mut arg| {
+        if let Some(template) = arg.get_env().and_then(|name| name.to_str())
+            && template.contains(TOOL_PLACEHOLDER)
+        {
+            let name = template.replace(TOOL_PLACEHOLDER, &tool);
+            arg = arg.env(name);
+        }
         let Some(name) = arg.get_env() else {
             return arg;
         };
@@ -37,6 +49,18 @@ where
     });
     let matches = command.try_get_matches_from_mut(args)?;
     P::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
+/// What shared flag groups write in their env twins for the tool's name.
+pub const TOOL_PLACEHOLDER: &str = "{TOOL}";
+
+/// `pitcrew-fetch` → `FETCH`: the part of env twins that names the tool.
+fn tool_name(command: &str) -> String {
+    command
+        .strip_prefix("pitcrew-")
+        .unwrap_or(command)
+        .to_ascii_uppercase()
+        .replace('-', "_")
 }
 
 /// Parses the process's command line, or says why not and returns the exit code to end with:
@@ -91,6 +115,25 @@ mod tests {
         assert!(demo.switch);
         assert_eq!(demo.value, "x");
         assert!(parse(&["--nope"]).is_err());
+    }
+
+    /// A tool whose flag comes from a shared group with a `{TOOL}` twin.
+    #[derive(Debug, Parser)]
+    #[command(name = "pitcrew-demo-tool")]
+    struct Shared {
+        #[arg(long, env = "PITCREW_{TOOL}_SHARED")]
+        shared: Option<String>,
+    }
+
+    #[test]
+    fn shared_twins_take_the_tools_name() {
+        let help = try_parse_from::<Shared, _, _>(["pitcrew-demo-tool", "--help"])
+            .unwrap_err()
+            .render()
+            .to_string();
+        assert!(help.contains("[env: PITCREW_DEMO_TOOL_SHARED"), "{help}");
+        assert!(!help.contains("PITCREW_{TOOL}"), "{help}");
+        assert_eq!(tool_name("pitcrew-wait"), "WAIT");
     }
 
     // The env side (empty values, boolean spellings) is tested through the tools' binaries,

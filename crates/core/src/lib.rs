@@ -2,7 +2,7 @@
 //!
 //! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log),
 //! [`duration`] (human durations such as `500ms`, `30s`, `5m`, capped) and [`redact`] (hiding
-//! passwords in URL-like text). Behind cargo features, so a small tool links only what it uses:
+//! passwords in URL-like text), [`io_error`] (I/O errors as short phrases). Behind cargo features, so a small tool links only what it uses:
 //!
 //! | feature    | module       | what it gives                                          |
 //! |------------|--------------|--------------------------------------------------------|
@@ -13,9 +13,11 @@
 //! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
 //! | `stop`     | [`stop`]     | SIGTERM/SIGINT as a flag for synchronous tools (no runtime) |
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
+//! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
 
 pub mod duration;
 pub mod exit;
+pub mod io_error;
 pub mod redact;
 
 #[cfg(feature = "admin")]
@@ -34,3 +36,5 @@ pub mod runtime;
 pub mod shutdown;
 #[cfg(feature = "stop")]
 pub mod stop;
+#[cfg(feature = "tls")]
+pub mod tls;

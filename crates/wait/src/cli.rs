@@ -16,7 +16,7 @@ use crate::probe::http::{HttpSettings, StatusSet};
 use crate::probe::k8s::{K8sSettings, SERVICE_ACCOUNT_DIR};
 use crate::runner::{Config, Mode};
 use crate::target::Target;
-use crate::tls::TlsSettings;
+use pitcrew_core::tls::TlsArgs;
 
 const EXAMPLES: &str = r#"Examples:
   pitcrew-wait mysql:3306
@@ -148,14 +148,10 @@ pub struct Args {
     #[arg(long, env = "PITCREW_WAIT_HTTP_FOLLOW_REDIRECTS")]
     pub http_follow_redirects: bool,
 
-    /// Extra CA certificates (PEM) to trust for https and TLS database targets, e.g. a
-    /// cluster-internal CA. Read at start: a missing file exits 66.
-    #[arg(long, env = "PITCREW_WAIT_CA_FILE")]
-    pub ca_file: Option<PathBuf>,
-
-    /// Do not verify TLS certificates (https, TLS databases, rediss; testing only).
-    #[arg(long, env = "PITCREW_WAIT_INSECURE")]
-    pub insecure: bool,
+    /// `--ca-file` and `--insecure`, for https and TLS database targets (shared with the
+    /// other pitcrew tools).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Address family a dns:// target must resolve to.
     #[arg(long, env = "PITCREW_WAIT_DNS_TYPE", value_enum, default_value = "any")]
@@ -284,10 +280,7 @@ impl Args {
                     follow_redirects: self.http_follow_redirects,
                     connect_timeout: Some(self.attempt_timeout),
                 },
-                tls: TlsSettings {
-                    ca_file: self.ca_file.clone(),
-                    insecure: self.insecure,
-                },
+                tls: self.tls.settings(),
                 dns_record: self.dns_type,
                 file_non_empty: self.file_non_empty,
                 db_login: self.db_login,

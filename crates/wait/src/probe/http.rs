@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::net::{ResolveError, resolve};
-use super::{Kind, NotReady, describe_io, printable};
+use super::{Kind, NotReady, printable};
 
 /// At most this much of a response body is read for `--http-body` and `--http-json` (1 MiB);
 /// the regular expression is matched against that prefix, and the JSON must be complete
@@ -256,7 +256,7 @@ impl HttpProbe {
             expect_headers,
             json,
         } = Checks::parse(settings)?;
-        log_proxies();
+        pitcrew_core::tls::log_proxies("http(s) targets");
         let mut client = reqwest::Client::builder()
             // reqwest recognises the config by its type, so it takes the value, not the Arc.
             .use_preconfigured_tls(tls.clone())
@@ -684,7 +684,7 @@ async fn read_body_prefix(mut response: reqwest::Response) -> Result<Body, NotRe
             Err(err) => {
                 return Err(NotReady::present(format!(
                     "reading the body: {}",
-                    describe_chain(&err).unwrap_or_else(|| error_chain(&err))
+                    pitcrew_core::tls::describe_error(&err).unwrap_or_else(|| error_chain(&err))
                 )));
             }
         }
@@ -720,34 +720,6 @@ fn parse_headers(headers: &[(String, String)]) -> Result<HeaderMap, String> {
         map.append(header_name, header_value);
     }
     Ok(map)
-}
-
-/// Says once, at start-up, which proxy the HTTP targets will go through. reqwest honours
-/// `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` as curl does, and a proxy that is
-/// down otherwise shows only as "connection refused" for a target that may well be up.
-fn log_proxies() {
-    for name in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        let Ok(value) = std::env::var(name) else { continue };
-        if value.is_empty() {
-            continue;
-        }
-        let shown = match Url::parse(&value) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => value,
-        };
-        tracing::info!("{name}={shown}: http(s) targets go through this proxy unless NO_PROXY lists them");
-    }
 }
 
 /// A failed request as one short line ("connection refused", "cannot resolve api: …",
@@ -793,27 +765,12 @@ fn describe_request_error(err: &reqwest::Error) -> NotReady {
     }
 }
 
-/// rustls' error anywhere in `err`'s chain, also inside the `io::Error`s that wrap it (whose
-/// `source` skips over what they wrap, sometimes more than one deep).
-pub(crate) fn find_tls_error<'e>(err: &'e (dyn StdError + 'static)) -> Option<&'e rustls::Error> {
-    let mut source = Some(err);
-    while let Some(current) = source {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        let wrapped = current.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
-        if let Some(found) = wrapped.and_then(|inner| find_tls_error(inner)) {
-            return Some(found);
-        }
-        source = current.source();
-    }
-    None
-}
+pub(crate) use pitcrew_core::tls::find_tls_error;
 
 /// A failed reqwest call as one short line, never naming the URL: the TLS or I/O error at its
 /// root, or else every layer of the error but reqwest's own.
 pub(crate) fn describe_failure(err: &reqwest::Error) -> String {
-    describe_chain(err).unwrap_or_else(|| error_chain(err))
+    pitcrew_core::tls::describe_error(err).unwrap_or_else(|| error_chain(err))
 }
 
 /// The kind of the first I/O error in `err`'s chain.
@@ -826,36 +783,6 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
         source = current.source();
     }
     None
-}
-
-/// The first layer of `err`'s chain that is a TLS or I/O error, described.
-fn describe_chain(err: &(dyn StdError + 'static)) -> Option<String> {
-    let mut source = Some(err);
-    while let Some(current) = source {
-        if let Some(reason) = describe_one(current) {
-            return Some(reason);
-        }
-        source = current.source();
-    }
-    None
-}
-
-/// A TLS error (possibly wrapped in the `io::Error` tokio-rustls returns) or an I/O error.
-fn describe_one(err: &(dyn StdError + 'static)) -> Option<String> {
-    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-        return Some(format!("TLS error: {tls}"));
-    }
-    let io = err.downcast_ref::<io::Error>()?;
-    // `io::Error::source` skips over the error it wraps, so look inside by hand.
-    if let Some(inner) = io.get_ref() {
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(format!("TLS error: {tls}"));
-        }
-        if let Some(reason) = describe_chain(inner) {
-            return Some(reason);
-        }
-    }
-    Some(describe_io(io))
 }
 
 /// Every layer of an error joined with ": ", minus reqwest's "for url (…)" (which could carry
@@ -1129,17 +1056,5 @@ mod tests {
         assert_eq!(size(MAX_BODY_BYTES), "1 MiB");
         assert_eq!(size(64 * 1024), "64 KiB");
         assert_eq!(size(1000), "1000 bytes");
-    }
-
-    #[test]
-    fn io_errors_wrapping_tls_errors_read_as_tls_errors() {
-        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let wrapped = io::Error::new(io::ErrorKind::InvalidData, tls);
-        assert_eq!(
-            describe_one(&wrapped).unwrap(),
-            "TLS error: invalid peer certificate: UnknownIssuer"
-        );
-        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(describe_one(&refused).unwrap(), "connection refused");
     }
 }

@@ -210,40 +210,7 @@ impl Prober {
     }
 }
 
-/// A short, lower-case description of an I/O error for log lines: "connection refused",
-/// "connection reset", "permission denied", rather than Rust's `Kind(…)` debug text.
-pub fn describe_io(err: &io::Error) -> String {
-    use io::ErrorKind;
-    let text = match err.kind() {
-        ErrorKind::ConnectionRefused => "connection refused",
-        ErrorKind::ConnectionReset => "connection reset by peer",
-        ErrorKind::ConnectionAborted => "connection aborted",
-        ErrorKind::TimedOut => "timed out",
-        ErrorKind::HostUnreachable => "host unreachable",
-        ErrorKind::NetworkUnreachable => "network unreachable",
-        ErrorKind::AddrNotAvailable => "address not available",
-        ErrorKind::UnexpectedEof => "connection closed by peer",
-        ErrorKind::BrokenPipe => "connection closed by peer (broken pipe)",
-        ErrorKind::PermissionDenied => "permission denied",
-        ErrorKind::NotFound => "not found",
-        _ => return strip_os_error_suffix(&err.to_string()),
-    };
-    text.to_owned()
-}
-
-/// Keeps the words of an error but not its noise: the `(os error N)` suffix, and the
-/// `failed to lookup address information:` prefix of resolver errors, so a DNS failure reads
-/// as the resolver put it ("Name does not resolve" from musl, "Name or service not known"
-/// from glibc).
-pub(crate) fn strip_os_error_suffix(text: &str) -> String {
-    let text = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(text);
-    match text.rfind(" (os error") {
-        Some(index) => text[..index].to_owned(),
-        None => text.to_owned(),
-    }
-}
+pub use pitcrew_core::io_error::{describe as describe_io, strip_os_error_suffix};
 
 /// Server text for a log line: lossy UTF-8, control characters replaced, bounded length.
 pub(crate) fn printable(bytes: &[u8]) -> String {

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use super::net::{Stream, connect};
 use super::{NotReady, describe_io, printable};
 use crate::target::{Address, DatabaseTarget};
-use crate::tls::Tls;
+use crate::tls::{TargetTls as _, Tls};
 
 /// Handshake, auth and OK packets are small; refuse to allocate what a confused peer claims.
 const MAX_PACKET: usize = 64 * 1024;

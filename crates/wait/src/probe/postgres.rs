@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use super::net::{Stream, connect};
 use super::{NotReady, describe_io, printable};
 use crate::target::{Address, DatabaseTarget};
-use crate::tls::Tls;
+use crate::tls::{TargetTls as _, Tls};
 
 /// Backend messages we expect are tiny; anything bigger is not a PostgreSQL server we can
 /// talk to, and we must not allocate what a confused peer claims.

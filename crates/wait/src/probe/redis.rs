@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::net::{Stream, connect_tcp};
 use super::{NotReady, printable};
 use crate::target::{RedisTarget, TlsMode};
-use crate::tls::Tls;
+use crate::tls::{TargetTls as _, Tls};
 
 /// Longest reply line we read. PING, AUTH and SELECT replies are a few dozen bytes; the bound
 /// keeps a confused peer (say, an HTTP server streaming a page) from making us allocate
