@@ -19,6 +19,10 @@ pub const WAIT_IMAGE: &str = "pitcrew/wait:dev";
 pub const RENDER_IMAGE: &str = "pitcrew/render:dev";
 /// The prepare image.
 pub const PREPARE_IMAGE: &str = "pitcrew/prepare:dev";
+/// The pitcrew-fetch image `cargo xtask images` builds.
+pub const FETCH_IMAGE: &str = "pitcrew/fetch:dev";
+/// The pitcrew-validate image `cargo xtask images` builds.
+pub const VALIDATE_IMAGE: &str = "pitcrew/validate:dev";
 /// The busybox comparison image, also a handy peer.
 pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
 

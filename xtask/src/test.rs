@@ -26,6 +26,11 @@ const PACKAGES: &[&str] = &[
     "strace",
     "gettext-base",
     "util-linux",
+    // pitcrew-fetch: real archives for --extract tests (GNU tar's --zstd needs zstd), and
+    // curl + sha256sum as the benchmark's anchor.
+    "zstd",
+    "zip",
+    "curl",
 ];
 
 struct Steps {
