@@ -1,8 +1,9 @@
 //! `pitcrew-testkit`: real peer servers for the tests, started on free loopback ports.
 //!
-//! Tests use real PostgreSQL, MariaDB, Redis, nginx and dnsmasq from Debian's packages rather
-//! than fakes, so a probe that works in a test works against the real thing. Each peer runs in
-//! its own temporary directory and is stopped when its handle is dropped.
+//! Tests use real PostgreSQL, MariaDB, Redis, nginx and dnsmasq from Debian's packages, and S3
+//! servers (moto from PyPI, s3s-fs from crates.io, see [`moto`]) rather than fakes, so a probe
+//! that works in a test works against the real thing. Each peer runs in its own temporary
+//! directory and is stopped when its handle is dropped.
 //!
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
 //! [`require_binary`]. The project's `cargo xtask test` installs every peer first.
@@ -74,6 +75,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 pub mod certs;
 pub mod examples;
 pub mod mariadb;
+pub mod moto;
 pub mod nginx;
 pub mod postgres;
 pub mod process;
