@@ -747,3 +747,89 @@ fn pax_and_gnu_long_names_and_empty_archives() {
     }
     assert_eq!(fs::read_to_string(space.dest.join("keep.txt")).unwrap(), "before");
 }
+
+/// The image runs as 65532: `--owner` there fails before anything is written, saying what the
+/// pod spec needs; and a re-run over read-only directories (`--mode 0444` makes them 0555)
+/// still replaces them, though a non-root user cannot write into them. Run as root, the test
+/// runs itself again as 65532 (`setpriv`) for the part that needs a non-root user.
+#[test]
+fn as_the_image_user_owner_fails_clearly_and_read_only_trees_are_replaced() {
+    if let Some(work) = std::env::var_os("PITCREW_EXTRACT_TEST_AS_USER") {
+        as_the_image_user(Path::new(&work));
+        return;
+    }
+    if !pitcrew_testkit::is_root() {
+        eprintln!("skipped: needs root to switch to the image's user");
+        return;
+    }
+    let Some(setpriv) = pitcrew_testkit::require_binary("setpriv", &["/usr/bin/setpriv"]) else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let work = temp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    hostile(
+        &work,
+        "tar",
+        r#"[{"name": "d/sub/file", "data": "x"}, {"name": "top", "data": "y"}]"#,
+    );
+    let mut command = Command::new("chown");
+    run(command.args(["-R", "65532:65532"]).arg(&work));
+    let output = Command::new(setpriv)
+        .args(["--reuid=65532", "--regid=65532", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "as_the_image_user_owner_fails_clearly_and_read_only_trees_are_replaced",
+            "--nocapture",
+        ])
+        .env("PITCREW_EXTRACT_TEST_AS_USER", &work)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+fn as_the_image_user(work: &Path) {
+    let archive = work.join("hostile.tar");
+    let dest = work.join("dest");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("keep.txt"), "before").unwrap();
+    let before = snapshot(work);
+    let options = ExtractOptions {
+        owner: Some(Owner {
+            uid: Some(1000),
+            gid: Some(1000),
+        }),
+        ..ExtractOptions::default()
+    };
+    let err = unpack(&archive, Format::Tar, &dest, &options).unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::Io, "{err}");
+    assert!(
+        err.to_string().contains("operation not permitted")
+            && err.to_string().contains("needs root or the CAP_CHOWN capability"),
+        "{err}"
+    );
+    assert_eq!(snapshot(work), before);
+
+    let read_only = ExtractOptions {
+        mode: Some(Mode(0o444)),
+        ..ExtractOptions::default()
+    };
+    unpack(&archive, Format::Tar, &dest, &read_only).unwrap();
+    let first = snapshot(&dest);
+    assert_eq!(first["d/sub"], "dir 0555");
+    unpack(&archive, Format::Tar, &dest, &read_only).unwrap();
+    assert_eq!(snapshot(&dest), first);
+    // A failing run over the read-only tree leaves it as it was.
+    let bad = hostile(
+        work,
+        "tar",
+        r#"[{"name": "d/x", "data": "x"}, {"name": "../evil", "data": "x"}]"#,
+    );
+    unpack(&bad, Format::Tar, &dest, &read_only).unwrap_err();
+    assert_eq!(snapshot(&dest), first);
+}

@@ -154,9 +154,30 @@ impl<R: BufRead> Zstd<R> {
                         ));
                     }
                 }
-                Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::BadMagicNumber(_))) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        if self.frames == 0 {
+                            "not zstd data (no zstd magic number at the start)"
+                        } else {
+                            "data after the last zstd frame is not a zstd frame"
+                        },
+                    ));
+                }
+                Err(err) => return Err(self.decode_error(err)),
             }
         }
+    }
+
+    /// A decoding error, said plainly when the cause is the stream ending inside a frame.
+    fn decode_error(&mut self, err: FrameDecoderError) -> io::Error {
+        if self.source.fill_buf().is_ok_and(<[u8]>::is_empty) {
+            return io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the zstd stream ends inside a frame (truncated?)",
+            );
+        }
+        io::Error::new(io::ErrorKind::InvalidData, err)
     }
 
     /// After a frame's last byte: its checksum, when it carries one.
@@ -187,9 +208,12 @@ impl<R: BufRead> Read for Zstd<R> {
                 self.in_frame = true;
             }
             while self.decoder.can_collect() == 0 && !self.decoder.is_finished() {
-                self.decoder
+                if let Err(err) = self
+                    .decoder
                     .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBlocks(1))
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                {
+                    return Err(self.decode_error(err));
+                }
             }
             let read = self.decoder.read(buf)?;
             if read > 0 {

@@ -43,12 +43,22 @@ pub(crate) fn unpack<R: Read>(
     meter.allow(HEADER_ALLOWANCE);
     {
         let mut entries = archive.entries().map_err(read_error)?;
+        let mut count = 0_u64;
         loop {
             meter.allow(HEADER_ALLOWANCE);
+            count += 1;
             match entries.next() {
                 None => break,
                 Some(Ok(entry)) => unpack_entry(entry, staging, &meter, &read_error)?,
-                Some(Err(err)) => return Err(read_error(err)),
+                Some(Err(err)) => {
+                    return Err(match read_error(err) {
+                        ExtractError::Corrupt { format, why } => ExtractError::Corrupt {
+                            format,
+                            why: format!("cannot read the header of entry {count}: {why}"),
+                        },
+                        other => other,
+                    });
+                }
             }
         }
     }
