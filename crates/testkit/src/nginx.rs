@@ -29,6 +29,8 @@
 //! | `/to-localhost-auth`        | 302 to `http://localhost:HTTP_PORT/auth` (another host)  |
 //! | `/to-localhost-echo-header` | 302 to `http://localhost:HTTP_PORT/echo-header`          |
 //! | `/to-https-auth`            | 302 to `https://127.0.0.1:HTTPS_PORT/auth` (another scheme and port) |
+//! | `/files/` (prefix)          | the files a test puts in [`NginxPeer::files_dir`], as nginx serves static files: ETag, Last-Modified, `Accept-Ranges: bytes`, Range requests; `.csv` is `text/csv`, `.json` `application/json`, anything else `application/octet-stream` |
+//! | `/to-plain/` (prefix)       | 302 to `http://127.0.0.1:HTTP_PORT/files/` plus the rest of the path (from https: a downgrade) |
 //!
 //! nginx runs in the foreground without a master process, so the child we spawn is the server
 //! and killing it on drop stops everything.
@@ -78,6 +80,7 @@ impl NginxPeer {
             .expect("cannot create a temp dir for nginx");
         crate::certs::write(dir.path(), &["localhost", "127.0.0.1"]);
         write_big_json(dir.path());
+        fs::create_dir_all(dir.path().join("files")).expect("create files/");
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
@@ -130,6 +133,16 @@ impl NginxPeer {
     /// The PEM file of the CA that signed the server certificate (for `--ca-file`).
     pub fn ca_pem_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
+    }
+
+    /// The directory served under `/files/`: tests put the files to download here.
+    pub fn files_dir(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    /// nginx's access log so far: one line per request, e.g. to check that none was made.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     /// nginx's error log so far, for assertion messages.
@@ -229,6 +242,14 @@ http {
             return 302 http://localhost:HTTP_PORT/echo-header;
         }
         location = /to-https-auth { return 302 https://127.0.0.1:HTTPS_PORT/auth; }
+        location /files/ {
+            alias DIR/files/;
+            types { text/csv csv; application/json json; }
+            default_type application/octet-stream;
+        }
+        location /to-plain/ {
+            rewrite ^/to-plain/(.*)$ http://127.0.0.1:HTTP_PORT/files/$1 redirect;
+        }
     }
 }
 "#
