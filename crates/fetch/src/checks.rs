@@ -108,7 +108,11 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || text.is_empty() {
         return None;
     }
-    let digit = |byte: u8| char::from(byte).to_digit(16).and_then(|value| u8::try_from(value).ok());
+    let digit = |byte: u8| {
+        char::from(byte)
+            .to_digit(16)
+            .and_then(|value| u8::try_from(value).ok())
+    };
     text.as_bytes()
         .chunks(2)
         .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
@@ -234,7 +238,9 @@ impl Checksums {
         match found.as_slice() {
             [] => Ok(None),
             [first, rest @ ..] if rest.iter().all(|other| other == first) => Ok(Some(first)),
-            _ => Err(format!("{name:?} is listed more than once with different digests")),
+            _ => Err(format!(
+                "{name:?} is listed more than once with different digests"
+            )),
         }
     }
 
@@ -322,7 +328,11 @@ impl fmt::Display for ContentType {
 
 /// `Text/CSV; charset=utf-8` → `text/csv`.
 fn media_type(text: &str) -> String {
-    text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    text.split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`, `1.2 GiB`.
@@ -365,7 +375,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let number: Option<u64> = digits.parse().ok();
     match number {
         Some(number) if factor > 0 => number.checked_mul(factor).ok_or_else(|| {
-            format!("invalid size {text:?}: larger than the largest accepted, {} bytes", u64::MAX)
+            format!(
+                "invalid size {text:?}: larger than the largest accepted, {} bytes",
+                u64::MAX
+            )
         }),
         _ => Err(format!(
             "invalid size {text:?}: expected bytes with an optional unit, e.g. 1, 500k, 20MiB, 2G"
@@ -384,7 +397,10 @@ mod tests {
         let expected = Expected::parse(Algorithm::Sha256, &EMPTY_SHA256.to_uppercase()).unwrap();
         assert_eq!(expected.hex(), EMPTY_SHA256);
         let err = Expected::parse(Algorithm::Sha256, &EMPTY_SHA256[..63]).unwrap_err();
-        assert!(err.contains("63 hex digits where sha256 has 64"), "odd length: {err}");
+        assert!(
+            err.contains("63 hex digits where sha256 has 64"),
+            "odd length: {err}"
+        );
         let err = Expected::parse(Algorithm::Sha256, &EMPTY_SHA256[..62]).unwrap_err();
         assert!(err.contains("62 hex digits where sha256 has 64"), "{err}");
         let err = Expected::parse(Algorithm::Sha512, EMPTY_SHA256).unwrap_err();
@@ -408,7 +424,10 @@ mod tests {
             hash_file(&path, Algorithm::Sha512).unwrap().unwrap(),
             hasher.finish()
         );
-        assert_eq!(hash_file(&dir.path().join("gone"), Algorithm::Sha256).unwrap(), None);
+        assert_eq!(
+            hash_file(&dir.path().join("gone"), Algorithm::Sha256).unwrap(),
+            None
+        );
         assert_eq!(hash_file(dir.path(), Algorithm::Sha256).unwrap(), None);
     }
 
@@ -459,7 +478,11 @@ mod tests {
         for bad in ["", "-1", "1.5G", "ten", "5 parsecs", "99999999999999999999"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
-        assert!(parse_size("18446744073709551615G").unwrap_err().contains("largest"));
+        assert!(
+            parse_size("18446744073709551615G")
+                .unwrap_err()
+                .contains("largest")
+        );
     }
 
     #[test]

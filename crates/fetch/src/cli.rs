@@ -95,7 +95,12 @@ pub struct Args {
 
     /// The expected SHA-512 of the file (128 hex digits). A DEST that already has it is not
     /// downloaded again.
-    #[arg(long, value_name = "HEX", env = "PITCREW_FETCH_SHA512", conflicts_with = "checksums")]
+    #[arg(
+        long,
+        value_name = "HEX",
+        env = "PITCREW_FETCH_SHA512",
+        conflicts_with = "checksums"
+    )]
     pub sha512: Option<String>,
 
     /// A SHA256SUMS-style file (`HEX  NAME`, `HEX *NAME` or `SHA256 (NAME) = HEX`; sha256 or
@@ -336,8 +341,7 @@ impl Args {
         if let Some(given) = given {
             if files > 1 {
                 return Err(FetchError::Usage(
-                    "--sha256/--sha512 name one file's digest; for several files use --checksums"
-                        .to_owned(),
+                    "--sha256/--sha512 name one file's digest; for several files use --checksums".to_owned(),
                 ));
             }
             return given.map(Digests::Given).map_err(FetchError::Config);
@@ -391,8 +395,10 @@ fn split_named(item: &str) -> (Option<&str>, &str) {
 
 /// The destination's file name, for messages.
 fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
 }
 
 /// Reads the bearer token: the whole file but trailing newlines. Unreadable is exit 66, empty
@@ -466,7 +472,14 @@ mod tests {
 
     #[test]
     fn names_under_to_are_plain_and_unique() {
-        let parsed = config(&["--to", "/d", "https://h/a.csv", "b.csv=https://h/q?id=1&x=y", "https://h/c?v=1=2"]).unwrap();
+        let parsed = config(&[
+            "--to",
+            "/d",
+            "https://h/a.csv",
+            "b.csv=https://h/q?id=1&x=y",
+            "https://h/c?v=1=2",
+        ])
+        .unwrap();
         let names: Vec<&str> = parsed.jobs.iter().map(|job| job.name.as_str()).collect();
         assert_eq!(names, ["a.csv", "b.csv", "c"]);
         assert_eq!(parsed.jobs[1].destination, PathBuf::from("/d/b.csv"));
@@ -475,7 +488,10 @@ mod tests {
             (vec!["a/b=https://h/a"], "plain path component"),
             (vec!["https://h/..%2Fetc%2Fpasswd"], "plain path component"),
             (vec!["https://h/dir/"], "NAME=URL"),
-            (vec!["https://h/a.csv", "https://other/a.csv"], "two URLs would be saved as \"a.csv\""),
+            (
+                vec!["https://h/a.csv", "https://other/a.csv"],
+                "two URLs would be saved as \"a.csv\"",
+            ),
             (vec!["a=https://h/x", "a=https://h/y"], "two URLs"),
             (vec!["ftp://h/a"], "unknown scheme"),
         ] {
@@ -513,11 +529,15 @@ mod tests {
         assert_eq!(err.exit_code(), ExitCode::Config, "{err}");
         std::fs::write(&sums, format!("{SHA}  a\n")).unwrap();
         assert!(matches!(
-            config(&["--checksums", sums.to_str().unwrap(), "https://h/a", "/a"]).unwrap().digests,
+            config(&["--checksums", sums.to_str().unwrap(), "https://h/a", "/a"])
+                .unwrap()
+                .digests,
             Digests::File { .. }
         ));
         assert!(matches!(
-            config(&["--checksums", "https://h/SHA256SUMS", "https://h/a", "/a"]).unwrap().digests,
+            config(&["--checksums", "https://h/SHA256SUMS", "https://h/a", "/a"])
+                .unwrap()
+                .digests,
             Digests::Url(_)
         ));
     }
@@ -527,16 +547,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "s3cr3t-t0ken\r\n\n").unwrap();
-        let config = config(&["--bearer-token-file", token.to_str().unwrap(), "https://h/a", "/a"]).unwrap();
+        let config = config(&[
+            "--bearer-token-file",
+            token.to_str().unwrap(),
+            "https://h/a",
+            "/a",
+        ])
+        .unwrap();
         let bearer = config.credentials.bearer.unwrap();
         assert_eq!(bearer, "Bearer s3cr3t-t0ken");
         assert!(bearer.is_sensitive());
         for (content, code) in [("\n", ExitCode::Config), ("s3cr3t\nt0ken\n", ExitCode::Config)] {
             std::fs::write(&token, content).unwrap();
-            let err = parse(&["--bearer-token-file", token.to_str().unwrap(), "https://h/a", "/a"])
-                .unwrap()
-                .config()
-                .unwrap_err();
+            let err = parse(&[
+                "--bearer-token-file",
+                token.to_str().unwrap(),
+                "https://h/a",
+                "/a",
+            ])
+            .unwrap()
+            .config()
+            .unwrap_err();
             assert_eq!(err.exit_code(), code, "{err}");
             assert!(!err.to_string().contains("s3cr3t"), "{err}");
         }
@@ -570,7 +601,15 @@ mod tests {
         assert_eq!(err.exit_code(), ExitCode::Config, "{err}");
         let err = config(&["--min-size", "10", "--max-size", "5", "https://h/a", "/a"]).unwrap_err();
         assert_eq!(err.exit_code(), ExitCode::Usage, "{err}");
-        let config = config(&["--max-size", "18446744073709551615", "--timeout", "0", "https://h/a", "/a"]).unwrap();
+        let config = config(&[
+            "--max-size",
+            "18446744073709551615",
+            "--timeout",
+            "0",
+            "https://h/a",
+            "/a",
+        ])
+        .unwrap();
         assert_eq!(config.max_size, Some(u64::MAX));
         assert_eq!(config.timeout, None);
     }

@@ -208,10 +208,7 @@ enum Failure {
     /// Give up: retrying cannot help.
     Fatal(FetchError),
     /// Worth another attempt, after `after` if the server said so.
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
+    Retry { reason: String, after: Option<Duration> },
 }
 
 impl Failure {
@@ -261,7 +258,10 @@ impl Engine {
                         } else {
                             format!("{attempt} attempts")
                         };
-                        return Err(FetchError::failed(name, format!("{reason} (gave up after {tries}; --retries {})", self.retries)));
+                        return Err(FetchError::failed(
+                            name,
+                            format!("{reason} (gave up after {tries}; --retries {})", self.retries),
+                        ));
                     }
                     let delay = after.unwrap_or_else(|| backoff.next_delay(started.elapsed()));
                     if let Some(deadline) = self.deadline
@@ -270,11 +270,19 @@ impl Engine {
                         return Err(FetchError::TimedOut(format!(
                             "{name}: {reason}; gave up: the next attempt (in {}{}) would come after --timeout",
                             human(delay),
-                            if after.is_some() { ", as Retry-After asks" } else { "" }
+                            if after.is_some() {
+                                ", as Retry-After asks"
+                            } else {
+                                ""
+                            }
                         )));
                     }
                     let next = if transfer.received > 0 && transfer.resume.is_some() {
-                        format!("resuming at {} in {}", human_bytes(transfer.received), human(delay))
+                        format!(
+                            "resuming at {} in {}",
+                            human_bytes(transfer.received),
+                            human(delay)
+                        )
                     } else {
                         format!("retrying in {}", human(delay))
                     };
@@ -287,7 +295,12 @@ impl Engine {
     }
 
     /// The size and digest checks, once everything arrived.
-    fn verify(&self, name: &str, expected: Option<&Expected>, transfer: &mut Transfer) -> Result<(), FetchError> {
+    fn verify(
+        &self,
+        name: &str,
+        expected: Option<&Expected>,
+        transfer: &mut Transfer,
+    ) -> Result<(), FetchError> {
         let bytes = transfer.received;
         if bytes < self.min_size {
             let reason = if bytes == 0 {
@@ -315,7 +328,13 @@ impl Engine {
     }
 
     /// One request and as much of its body as arrives.
-    async fn attempt(&self, name: &str, source: &Source, transfer: &mut Transfer, status: &Status) -> Result<(), Failure> {
+    async fn attempt(
+        &self,
+        name: &str,
+        source: &Source,
+        transfer: &mut Transfer,
+        status: &Status,
+    ) -> Result<(), Failure> {
         let url = match source {
             Source::Http(url) => url.clone(),
             Source::S3(object) => self.presign(name, object).await?,
@@ -331,7 +350,7 @@ impl Engine {
             }
             _ => false,
         };
-        let mut response = http::get(
+        let response = http::get(
             &self.client,
             &url,
             &self.credentials,
@@ -344,15 +363,31 @@ impl Engine {
             SendError::Transient(reason) => Failure::Retry { reason, after: None },
             SendError::Permanent(reason) => Failure::Fatal(FetchError::failed(name, reason)),
         })?;
-        let code = response.status().as_u16();
         if !response.status().is_success() {
-            return Err(self.status_failure(name, source, response, transfer, resuming).await);
+            return Err(self
+                .status_failure(name, source, response, transfer, resuming)
+                .await);
         }
-        let headers = response.headers().clone();
+        self.judge_start(name, &response, transfer, status, resuming)?;
+        self.stream_body(name, response, transfer, status).await
+    }
+
+    /// Whether a 2xx answer continues the transfer (a 206 whose Content-Range starts where
+    /// asked), starts it over (a 200 to a range request) or starts it.
+    fn judge_start(
+        &self,
+        name: &str,
+        response: &reqwest::Response,
+        transfer: &mut Transfer,
+        status: &Status,
+        resuming: bool,
+    ) -> Result<(), Failure> {
+        let code = response.status().as_u16();
+        let headers = response.headers();
         match (code, resuming) {
             (206, true) => {
                 let asked = transfer.received;
-                match http::content_range(&headers) {
+                match http::content_range(headers) {
                     Some(range) if range.start == asked => {
                         tracing::info!(
                             "{name}: resuming at {} (HTTP 206, the file is unchanged)",
@@ -360,11 +395,11 @@ impl Engine {
                         );
                         transfer.resumes += 1;
                     }
-                    other => {
-                        let shown = headers
-                            .get(header::CONTENT_RANGE)
-                            .map_or_else(|| "none".to_owned(), |value| http::printable(value.as_bytes(), 60));
-                        let _ = other;
+                    _ => {
+                        let shown = headers.get(header::CONTENT_RANGE).map_or_else(
+                            || "none".to_owned(),
+                            |value| http::printable(value.as_bytes(), 60),
+                        );
                         transfer.restart().map_err(|err| Failure::file(name, err))?;
                         return Err(Failure::Retry {
                             reason: format!(
@@ -387,11 +422,24 @@ impl Engine {
                      (or the server ignores ranges); starting over"
                 );
                 transfer.restart().map_err(|err| Failure::file(name, err))?;
-                self.accept_fresh(name, &response, transfer, status)?;
+                self.accept_fresh(name, response, transfer, status)?;
             }
-            _ => self.accept_fresh(name, &response, transfer, status)?,
+            _ => self.accept_fresh(name, response, transfer, status)?,
         }
-        let expected_end = response.content_length().map(|length| transfer.received.saturating_add(length));
+        Ok(())
+    }
+
+    /// Reads the body into the transfer, checking --max-size as it grows.
+    async fn stream_body(
+        &self,
+        name: &str,
+        mut response: reqwest::Response,
+        transfer: &mut Transfer,
+        status: &Status,
+    ) -> Result<(), Failure> {
+        let expected_end = response
+            .content_length()
+            .map(|length| transfer.received.saturating_add(length));
         let mut progress = Progress::new(self.progress_interval, transfer.received);
         loop {
             let chunk = match tokio::time::timeout(self.read_timeout, response.chunk()).await {
@@ -511,7 +559,9 @@ impl Engine {
         let mut body = Vec::new();
         while body.len() < ERROR_BODY_BYTES {
             match tokio::time::timeout(self.read_timeout, response.chunk()).await {
-                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_BYTES - body.len())]),
+                Ok(Ok(Some(chunk))) => {
+                    body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_BYTES - body.len())]);
+                }
                 _ => break,
             }
         }
@@ -562,7 +612,8 @@ impl Engine {
             })
             .await
             .map_err(s3_error)?;
-        s3::presigned_get(settings, credentials, object, SystemTime::now(), PRESIGN_VALIDITY).map_err(s3_error)
+        s3::presigned_get(settings, credentials, object, SystemTime::now(), PRESIGN_VALIDITY)
+            .map_err(s3_error)
     }
 }
 
@@ -603,12 +654,17 @@ impl Progress {
         let of = match end {
             Some(end) if end > 0 => {
                 let percent = received.saturating_mul(100) / end;
-                let eta = if rate > 0 {
-                    format!(", ETA {}", human(Duration::from_secs(end.saturating_sub(received) / rate)))
-                } else {
-                    String::new()
-                };
-                format!(" of {} ({percent}%), {}/s{eta}", human_bytes(end), human_bytes(rate))
+                let eta = end
+                    .saturating_sub(received)
+                    .checked_div(rate)
+                    .map_or_else(String::new, |secs| {
+                        format!(", ETA {}", human(Duration::from_secs(secs)))
+                    });
+                format!(
+                    " of {} ({percent}%), {}/s{eta}",
+                    human_bytes(end),
+                    human_bytes(rate)
+                )
             }
             _ => format!(", {}/s", human_bytes(rate)),
         };
@@ -641,7 +697,12 @@ impl TempArchive {
                 std::process::id(),
                 ARCHIVE_COUNTER.fetch_add(1, Ordering::Relaxed)
             ));
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
                 Ok(file) => {
                     return Ok(TempArchive {
                         path,

@@ -130,11 +130,21 @@ pub fn parse_headers(headers: &[String]) -> Result<HeaderMap, String> {
     for text in headers.iter().filter(|text| !text.trim().is_empty()) {
         let Some((name, value)) = text.split_once(':') else {
             // Only the first word: `Authorization Bearer abc` must not show the token.
-            let first: String = text.split_whitespace().next().unwrap_or_default().chars().take(40).collect();
+            let first: String = text
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect();
             return Err(format!("invalid --header {first:?}…: no `:`; {FORM}"));
         };
-        let header_name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("invalid --header name {:?}: not a valid header name; {FORM}", name.trim()))?;
+        let header_name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            format!(
+                "invalid --header name {:?}: not a valid header name; {FORM}",
+                name.trim()
+            )
+        })?;
         for reserved in [header::RANGE, header::IF_RANGE, header::HOST] {
             if header_name == reserved {
                 return Err(format!(
@@ -317,7 +327,11 @@ pub fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
             .flatten()
     };
     let (start, end) = (number(start)?, number(end)?);
-    let total = if total.trim() == "*" { None } else { Some(number(total)?) };
+    let total = if total.trim() == "*" {
+        None
+    } else {
+        Some(number(total)?)
+    };
     (start <= end && total.is_none_or(|total| end < total)).then_some(ContentRange { start, end, total })
 }
 
@@ -403,19 +417,36 @@ mod tests {
         let range = |value: &str| content_range(&headers(&[("content-range", value)]));
         assert_eq!(
             range("bytes 100-199/200"),
-            Some(ContentRange { start: 100, end: 199, total: Some(200) })
+            Some(ContentRange {
+                start: 100,
+                end: 199,
+                total: Some(200)
+            })
         );
         assert_eq!(range("bytes 0-0/*").unwrap().total, None);
-        for bad in ["bytes 5-1/10", "bytes 0-10/10", "items 0-1/2", "bytes -1/2", "bytes 1-2", "bytes +1-2/3"] {
+        for bad in [
+            "bytes 5-1/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes -1/2",
+            "bytes 1-2",
+            "bytes +1-2/3",
+        ] {
             assert_eq!(range(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn validators_prefer_a_strong_etag() {
-        let strong = headers(&[("etag", "\"abc\""), ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
+        let strong = headers(&[
+            ("etag", "\"abc\""),
+            ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ]);
         assert_eq!(validator(&strong).unwrap(), "\"abc\"");
-        let weak = headers(&[("etag", "W/\"abc\""), ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT")]);
+        let weak = headers(&[
+            ("etag", "W/\"abc\""),
+            ("last-modified", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ]);
         assert_eq!(validator(&weak).unwrap(), "Tue, 01 Jan 2030 00:00:00 GMT");
         assert_eq!(validator(&headers(&[("etag", "W/\"abc\"")])), None);
         assert!(accepts_ranges(&headers(&[("accept-ranges", "none, Bytes")])));
@@ -424,10 +455,16 @@ mod tests {
 
     #[test]
     fn headers_parse_and_errors_never_show_values() {
-        let map = parse_headers(&["Accept: text/csv".into(), "X-Api-Key: s3cr3t".into(), "  ".into()]).unwrap();
+        let map =
+            parse_headers(&["Accept: text/csv".into(), "X-Api-Key: s3cr3t".into(), "  ".into()]).unwrap();
         assert_eq!(map.len(), 2);
         assert!(map.get("x-api-key").unwrap().is_sensitive());
-        for bad in ["X-Api-Key s3cr3t", "Bad Name: s3cr3t", "X-Key: s3cr3t\u{1}", "Range: bytes=0-"] {
+        for bad in [
+            "X-Api-Key s3cr3t",
+            "Bad Name: s3cr3t",
+            "X-Key: s3cr3t\u{1}",
+            "Range: bytes=0-",
+        ] {
             let err = parse_headers(&[bad.into()]).unwrap_err();
             assert!(!err.contains("s3cr3t"), "{err}");
         }
@@ -437,7 +474,10 @@ mod tests {
 
     #[test]
     fn server_text_is_printable_and_bounded() {
-        assert_eq!(printable(b"<h1>Not\r\n   Found</h1>\xff", 100), "<h1>Not Found</h1>\u{fffd}");
+        assert_eq!(
+            printable(b"<h1>Not\r\n   Found</h1>\xff", 100),
+            "<h1>Not Found</h1>\u{fffd}"
+        );
         assert_eq!(printable(&[b'x'; 500], 10), "xxxxxxxxxx…");
     }
 }

@@ -26,9 +26,9 @@ fn main() -> ProcessExitCode {
 /// `pitcrew_core::runtime`), with SIGTERM/SIGINT handlers installed first.
 fn fetch(args: &Args) -> Result<(), FetchError> {
     let config = args.config()?;
-    pitcrew_core::runtime::block_on(|shutdown| async move {
-        pitcrew_fetch::run(config, shutdown).await.map(drop)
-    })
+    pitcrew_core::runtime::block_on(
+        |shutdown| async move { pitcrew_fetch::run(config, shutdown).await.map(drop) },
+    )
     .map_err(|err| FetchError::Runtime(err.to_string()))?
 }
 

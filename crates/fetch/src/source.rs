@@ -22,18 +22,25 @@ impl Source {
     pub fn parse(text: &str) -> Result<Source, String> {
         let shown = pitcrew_core::redact::url_password(text);
         let forms = "expected http://HOST/PATH, https://HOST/PATH or s3://BUCKET/KEY";
-        let scheme = text.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+        let scheme = text
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("s3") => S3Object::parse(text).map(Source::S3),
             Some("http" | "https") => {
-                let url = Url::parse(text)
-                    .map_err(|err| format!("invalid URL {shown:?} ({err}); {forms}"))?;
+                let url =
+                    Url::parse(text).map_err(|err| format!("invalid URL {shown:?} ({err}); {forms}"))?;
                 if url.host_str().is_none_or(str::is_empty) {
                     return Err(format!("invalid URL {shown:?}: no host; {forms}"));
                 }
                 Ok(Source::Http(url))
             }
-            Some(other) if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            Some(other)
+                if !other.is_empty()
+                    && other
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 Err(format!("unknown scheme {other:?} in {shown:?}; {forms}"))
             }
             _ => Err(format!("invalid URL {shown:?}: no scheme; {forms}")),
@@ -99,7 +106,10 @@ mod tests {
 
     #[test]
     fn urls_parse_and_bad_ones_say_why_without_the_password() {
-        assert!(matches!(Source::parse("https://example.test/a.csv"), Ok(Source::Http(_))));
+        assert!(matches!(
+            Source::parse("https://example.test/a.csv"),
+            Ok(Source::Http(_))
+        ));
         for (bad, wanted) in [
             ("ftp://host/file", "unknown scheme \"ftp\""),
             ("no-scheme/file", "no scheme"),

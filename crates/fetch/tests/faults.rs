@@ -21,24 +21,34 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn a_500_then_200_is_retried_and_saved() {
     let body = data(10_000);
-    let served = body.clone();
+    let content = body.clone();
     let server = FaultServer::start(move |index, _| {
         if index == 0 {
             Reply::new(500, "<html><body>\n  upstream   exploded\n</body></html>")
         } else {
-            Reply::ok(served.clone())
+            Reply::ok(content.clone())
         }
     });
     let place = Place::new();
     let hash = sha256(&body);
-    let run = place.run(&args(&["--sha256", &hash, &server.url("/x.bin"), &place.arg("x.bin")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &hash,
+        &server.url("/x.bin"),
+        &place.arg("x.bin"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        run.stderr.contains("attempt 1: HTTP 500 Internal Server Error: <html><body> upstream exploded"),
+        run.stderr
+            .contains("attempt 1: HTTP 500 Internal Server Error: <html><body> upstream exploded"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("saved ") && run.stderr.contains("sha256 ok"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("saved ") && run.stderr.contains("sha256 ok"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(place.path("x.bin")).unwrap(), body);
     assert_eq!(place.listing(), ["x.bin"]);
     assert_eq!(server.requests().len(), 2);
@@ -57,7 +67,12 @@ fn a_429_waits_as_retry_after_says() {
     let started = Instant::now();
     let run = place.run(&args(&[&server.url("/x"), &place.arg("x")]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("HTTP 429 Too Many Requests: slow down; retrying in 2s"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("HTTP 429 Too Many Requests: slow down; retrying in 2s"),
+        "{}",
+        run.stderr
+    );
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
 
@@ -76,13 +91,22 @@ fn a_retry_after_beyond_the_timeout_gives_up_at_once_with_124() {
 #[test]
 fn a_dropped_connection_resumes_with_range_and_the_same_running_hash() {
     let body = data(300_000);
-    let served = body.clone();
+    let content = body.clone();
     let server = FaultServer::start(move |index, request| {
-        let reply = Reply::resumable(request, &served, "\"v1\"");
-        if index == 0 { reply.drop_after(100_000) } else { reply }
+        let reply = Reply::resumable(request, &content, "\"v1\"");
+        if index == 0 {
+            reply.drop_after(100_000)
+        } else {
+            reply
+        }
     });
     let place = Place::new();
-    let run = place.run(&args(&["--sha256", &sha256(&body), &server.url("/big.bin"), &place.arg("big.bin")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &sha256(&body),
+        &server.url("/big.bin"),
+        &place.arg("big.bin"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("resuming at"), "{}", run.stderr);
     assert!(run.stderr.contains("resumed 1 time"), "{}", run.stderr);
@@ -90,7 +114,9 @@ fn a_dropped_connection_resumes_with_range_and_the_same_running_hash() {
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].header("range"), None);
-    let resumed_at = requests[1].range_start().expect("the second request asks for a range");
+    let resumed_at = requests[1]
+        .range_start()
+        .expect("the second request asks for a range");
     assert!(resumed_at > 0 && resumed_at <= 100_000, "{resumed_at}");
     assert_eq!(requests[1].header("if-range"), Some("\"v1\""));
 }
@@ -109,9 +135,18 @@ fn a_file_changed_on_the_server_starts_over() {
         }
     });
     let place = Place::new();
-    let run = place.run(&args(&["--sha256", &sha256(&new), &server.url("/f"), &place.arg("f")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &sha256(&new),
+        &server.url("/f"),
+        &place.arg("f"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("the file changed on the server"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the file changed on the server"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(place.path("f")).unwrap(), new);
     assert_eq!(place.listing(), ["f"]);
 }
@@ -119,15 +154,29 @@ fn a_file_changed_on_the_server_starts_over() {
 #[test]
 fn a_server_without_ranges_is_downloaded_again_from_the_start() {
     let body = data(40_000);
-    let served = body.clone();
+    let content = body.clone();
     let server = FaultServer::start(move |index, _| {
-        let reply = Reply::ok(served.clone());
-        if index == 0 { reply.drop_after(10_000) } else { reply }
+        let reply = Reply::ok(content.clone());
+        if index == 0 {
+            reply.drop_after(10_000)
+        } else {
+            reply
+        }
     });
     let place = Place::new();
-    let run = place.run(&args(&["--sha256", &sha256(&body), &server.url("/f"), &place.arg("f")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &sha256(&body),
+        &server.url("/f"),
+        &place.arg("f"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("starting over: the server did not offer a way to resume"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("starting over: the server did not offer a way to resume"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(server.requests()[1].header("range"), None);
     assert_eq!(std::fs::read(place.path("f")).unwrap(), body);
 }
@@ -135,29 +184,45 @@ fn a_server_without_ranges_is_downloaded_again_from_the_start() {
 #[test]
 fn a_content_range_that_does_not_match_the_request_starts_over() {
     let body = data(30_000);
-    let served = body.clone();
+    let content = body.clone();
     let server = FaultServer::start(move |index, request| match index {
-        0 => Reply::resumable(request, &served, "\"e\"").drop_after(10_000),
+        0 => Reply::resumable(request, &content, "\"e\"").drop_after(10_000),
         // Answers the range request from byte 0 while calling it 206.
-        1 => Reply::new(206, served.clone())
-            .header("Content-Range", &format!("bytes 0-{}/{}", served.len() - 1, served.len()))
+        1 => Reply::new(206, content.clone())
+            .header(
+                "Content-Range",
+                &format!("bytes 0-{}/{}", content.len() - 1, content.len()),
+            )
             .header("ETag", "\"e\""),
-        _ => Reply::resumable(request, &served, "\"e\""),
+        _ => Reply::resumable(request, &content, "\"e\""),
     });
     let place = Place::new();
-    let run = place.run(&args(&["--sha256", &sha256(&body), &server.url("/f"), &place.arg("f")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &sha256(&body),
+        &server.url("/f"),
+        &place.arg("f"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("but the server sent Content-Range"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("but the server sent Content-Range"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(place.path("f")).unwrap(), body);
 }
 
 #[test]
 fn a_stalled_body_is_noticed_and_resumed() {
     let body = data(80_000);
-    let served = body.clone();
+    let content = body.clone();
     let server = FaultServer::start(move |index, request| {
-        let reply = Reply::resumable(request, &served, "\"s\"");
-        if index == 0 { reply.stall_after(30_000) } else { reply }
+        let reply = Reply::resumable(request, &content, "\"s\"");
+        if index == 0 {
+            reply.stall_after(30_000)
+        } else {
+            reply
+        }
     });
     let place = Place::new();
     let run = place.run(&[
@@ -169,7 +234,11 @@ fn a_stalled_body_is_noticed_and_resumed() {
         &place.arg("f"),
     ]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("no data for 1s (--read-timeout)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no data for 1s (--read-timeout)"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(std::fs::read(place.path("f")).unwrap(), body);
 }
 
@@ -193,14 +262,30 @@ fn over_max_size_is_refused_from_content_length_or_while_streaming() {
     let place = Place::new();
     let run = place.run(&args(&["--max-size", "1k", &server.url("/f"), &place.arg("f")]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.reason.contains("larger than --max-size 1000 bytes (Content-Length: 5000)"), "{}", run.reason);
+    assert!(
+        run.reason
+            .contains("larger than --max-size 1000 bytes (Content-Length: 5000)"),
+        "{}",
+        run.reason
+    );
     assert_eq!(server.requests().len(), 1, "not retried");
     assert!(place.listing().is_empty());
     // Not announced: the stream is cut as soon as it passes the limit.
     let server = FaultServer::start(|_, _| Reply::ok(data(5000)).close_delimited());
-    let run = place.run(&args(&["--max-size", "1000", "--retries", "0", &server.url("/f"), &place.arg("f")]));
+    let run = place.run(&args(&[
+        "--max-size",
+        "1000",
+        "--retries",
+        "0",
+        &server.url("/f"),
+        &place.arg("f"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.reason.contains("larger than --max-size 1000 bytes ("), "{}", run.reason);
+    assert!(
+        run.reason.contains("larger than --max-size 1000 bytes ("),
+        "{}",
+        run.reason
+    );
     assert!(place.listing().is_empty());
     // A body without a length that ends on time is fine.
     let run = place.run(&args(&["--max-size", "5000", &server.url("/f"), &place.arg("f")]));
@@ -213,9 +298,18 @@ fn an_empty_body_fails_unless_min_size_is_0() {
     let place = Place::new();
     let run = place.run(&args(&[&server.url("/empty.csv"), &place.arg("empty.csv")]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.reason.contains("empty.csv: the body is empty"), "{}", run.reason);
+    assert!(
+        run.reason.contains("empty.csv: the body is empty"),
+        "{}",
+        run.reason
+    );
     assert!(place.listing().is_empty());
-    let run = place.run(&args(&["--min-size", "0", &server.url("/empty.csv"), &place.arg("empty.csv")]));
+    let run = place.run(&args(&[
+        "--min-size",
+        "0",
+        &server.url("/empty.csv"),
+        &place.arg("empty.csv"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(place.listing(), ["empty.csv"]);
 }
@@ -225,7 +319,10 @@ fn a_404_is_not_retried_and_not_saved() {
     let server = FaultServer::start(|_, _| Reply::new(404, "no such export\n"));
     let place = Place::new();
     std::fs::write(place.path("customers.csv"), "old data").unwrap();
-    let run = place.run(&args(&[&server.url("/customers.csv"), &place.arg("customers.csv")]));
+    let run = place.run(&args(&[
+        &server.url("/customers.csv"),
+        &place.arg("customers.csv"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(run.reason, "customers.csv: HTTP 404 Not Found: no such export");
     assert_eq!(server.requests().len(), 1);
@@ -239,11 +336,26 @@ fn a_wrong_content_type_is_refused() {
         Reply::ok("<html>login</html>").header("Content-Type", "text/html; charset=utf-8")
     });
     let place = Place::new();
-    let run = place.run(&args(&["--content-type", "text/csv", &server.url("/x.csv"), &place.arg("x.csv")]));
+    let run = place.run(&args(&[
+        "--content-type",
+        "text/csv",
+        &server.url("/x.csv"),
+        &place.arg("x.csv"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.reason.contains("content type \"text/html; charset=utf-8\", expected text/csv"), "{}", run.reason);
+    assert!(
+        run.reason
+            .contains("content type \"text/html; charset=utf-8\", expected text/csv"),
+        "{}",
+        run.reason
+    );
     assert!(place.listing().is_empty());
-    let run = place.run(&args(&["--content-type", "TEXT/html", &server.url("/x.csv"), &place.arg("x.csv")]));
+    let run = place.run(&args(&[
+        "--content-type",
+        "TEXT/html",
+        &server.url("/x.csv"),
+        &place.arg("x.csv"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
 
@@ -262,7 +374,9 @@ fn secrets_stay_out_of_logs_and_stay_with_their_origin() {
     });
     let place = Place::new();
     let token = place.aside("token", b"TOKENSECRET\n");
-    let url = server.url("/start?api_key=QUERYSECRET").replace("http://", "http://app:PASSSECRET@");
+    let url = server
+        .url("/start?api_key=QUERYSECRET")
+        .replace("http://", "http://app:PASSSECRET@");
     let run = place.run(&args(&[
         "--log-level",
         "debug",
@@ -275,7 +389,13 @@ fn secrets_stay_out_of_logs_and_stay_with_their_origin() {
     ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     for shown in [&run.stderr, &run.reason] {
-        for secret in ["PASSSECRET", "TOKENSECRET", "HEADERSECRET", "QUERYSECRET", "SIGSECRET"] {
+        for secret in [
+            "PASSSECRET",
+            "TOKENSECRET",
+            "HEADERSECRET",
+            "QUERYSECRET",
+            "SIGSECRET",
+        ] {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
     }
@@ -302,14 +422,24 @@ fn user_info_is_sent_as_basic_auth() {
     let url = server.url("/x").replace("http://", "http://app:p%40ss@");
     let run = place.run(&args(&[&url, &place.arg("x")]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(!run.stderr.contains("p%40ss") && !run.stderr.contains("p@ss"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("p%40ss") && !run.stderr.contains("p@ss"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn too_many_redirects_and_loops_end_with_a_clear_error() {
-    let server = FaultServer::start(|index, _| Reply::new(302, "").header("Location", &format!("/hop{index}")));
+    let server =
+        FaultServer::start(|index, _| Reply::new(302, "").header("Location", &format!("/hop{index}")));
     let place = Place::new();
-    let run = place.run(&args(&["--max-redirects", "3", &server.url("/start"), &place.arg("f")]));
+    let run = place.run(&args(&[
+        "--max-redirects",
+        "3",
+        &server.url("/start"),
+        &place.arg("f"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.reason.contains("more than 3 redirects"), "{}", run.reason);
     assert_eq!(server.requests().len(), 4);
@@ -317,19 +447,32 @@ fn too_many_redirects_and_loops_end_with_a_clear_error() {
 
 #[test]
 fn the_overall_timeout_exits_124_and_leaves_no_temporary_file() {
-    let server = FaultServer::start(|_, request| Reply::resumable(request, &data(100_000), "\"t\"").stall_after(5000));
+    let server =
+        FaultServer::start(|_, request| Reply::resumable(request, &data(100_000), "\"t\"").stall_after(5000));
     let place = Place::new();
     let started = Instant::now();
-    let run = place.run(&["--timeout", "2s", "--read-timeout", "1m", &server.url("/f"), &place.arg("f")]);
+    let run = place.run(&[
+        "--timeout",
+        "2s",
+        "--read-timeout",
+        "1m",
+        &server.url("/f"),
+        &place.arg("f"),
+    ]);
     assert_eq!(run.code, Some(124), "{}", run.stderr);
-    assert!(run.reason.contains("timed out after") && run.reason.contains("f (4.9 KiB of 97.7 KiB received"), "{}", run.reason);
+    assert!(
+        run.reason.contains("timed out after") && run.reason.contains("f (4.9 KiB of 97.7 KiB received"),
+        "{}",
+        run.reason
+    );
     assert!(started.elapsed() < Duration::from_secs(40));
     assert!(place.listing().is_empty(), "{:?}", place.listing());
 }
 
 #[test]
 fn sigterm_mid_download_exits_143_and_leaves_nothing() {
-    let server = FaultServer::start(|_, request| Reply::resumable(request, &data(100_000), "\"t\"").stall_after(5000));
+    let server =
+        FaultServer::start(|_, request| Reply::resumable(request, &data(100_000), "\"t\"").stall_after(5000));
     let place = Place::new();
     std::fs::write(place.path("f"), "previous").unwrap();
     let child = support::command(&["--read-timeout", "1m", &server.url("/f"), &place.arg("f")])
@@ -349,7 +492,10 @@ fn sigterm_mid_download_exits_143_and_leaves_nothing() {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM while downloading f"), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM while downloading f"),
+        "{stderr}"
+    );
     assert_eq!(place.listing(), ["f"]);
     assert_eq!(std::fs::read(place.path("f")).unwrap(), b"previous");
 }
@@ -371,10 +517,19 @@ fn several_files_download_in_parallel_and_one_failure_fails_the_run() {
 
     let other = Place::new();
     let to = other.dest.path().to_str().unwrap().to_owned();
-    let run = other.run(&args(&["--to", &to, &server.url("/missing.csv"), &server.url("/a.csv")]));
+    let run = other.run(&args(&[
+        "--to",
+        &to,
+        &server.url("/missing.csv"),
+        &server.url("/a.csv"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.reason.starts_with("missing.csv: HTTP 404"), "{}", run.reason);
-    assert!(!other.listing().iter().any(|name| name.starts_with('.')), "{:?}", other.listing());
+    assert!(
+        !other.listing().iter().any(|name| name.starts_with('.')),
+        "{:?}",
+        other.listing()
+    );
 }
 
 #[test]
@@ -383,11 +538,19 @@ fn a_checksum_mismatch_keeps_the_old_file_and_names_both_digests() {
     let place = Place::new();
     std::fs::write(place.path("customers.csv"), "good\n").unwrap();
     let expected = sha256(b"good data\n");
-    let run = place.run(&args(&["--sha256", &expected, &server.url("/c.csv"), &place.arg("customers.csv")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &expected,
+        &server.url("/c.csv"),
+        &place.arg("customers.csv"),
+    ]));
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(
         run.reason,
-        format!("customers.csv: sha256 mismatch: expected {expected}, got {}", sha256(b"tampered\n"))
+        format!(
+            "customers.csv: sha256 mismatch: expected {expected}, got {}",
+            sha256(b"tampered\n")
+        )
     );
     assert_eq!(place.listing(), ["customers.csv"]);
     assert_eq!(std::fs::read(place.path("customers.csv")).unwrap(), b"good\n");
@@ -398,9 +561,18 @@ fn a_file_that_already_matches_or_exists_is_not_requested() {
     let server = FaultServer::start(|_, _| Reply::ok("new\n"));
     let place = Place::new();
     std::fs::write(place.path("x"), "same\n").unwrap();
-    let run = place.run(&args(&["--sha256", &sha256(b"same\n"), &server.url("/x"), &place.arg("x")]));
+    let run = place.run(&args(&[
+        "--sha256",
+        &sha256(b"same\n"),
+        &server.url("/x"),
+        &place.arg("x"),
+    ]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stderr.contains("already there, sha256 matches"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("already there, sha256 matches"),
+        "{}",
+        run.stderr
+    );
     let run = place.run(&args(&["--if-missing", &server.url("/x"), &place.arg("x")]));
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("--if-missing"), "{}", run.stderr);
@@ -415,7 +587,11 @@ fn a_file_that_already_matches_or_exists_is_not_requested() {
 #[test]
 fn a_checksums_file_is_looked_up_by_name() {
     let server = FaultServer::start(|_, request| match request.path() {
-        "/SHA256SUMS" => Reply::ok(format!("{}  a.csv\n{}  b.csv\n", sha256(b"a\n"), sha256(b"other\n"))),
+        "/SHA256SUMS" => Reply::ok(format!(
+            "{}  a.csv\n{}  b.csv\n",
+            sha256(b"a\n"),
+            sha256(b"other\n")
+        )),
         "/a.csv" => Reply::ok("a\n"),
         "/b.csv" => Reply::ok("b\n"),
         _ => Reply::new(404, ""),
@@ -432,6 +608,11 @@ fn a_checksums_file_is_looked_up_by_name() {
     let local = place.aside("SUMS", format!("{}  a.csv\n", sha256(b"a\n")).as_bytes());
     let named = format!("c.csv={}", server.url("/a.csv"));
     let run = place.run(&args(&["--to", &to, "--checksums", &local, &named]));
-    assert_eq!(run.code, Some(0), "looked up by the URL's name after the destination's: {}", run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "looked up by the URL's name after the destination's: {}",
+        run.stderr
+    );
     assert_eq!(place.listing(), ["a.csv", "c.csv"]);
 }

@@ -158,6 +158,8 @@ impl Drop for NginxPeer {
     }
 }
 
+// One nginx.conf template, read top to bottom; splitting it would only scatter it.
+#[allow(clippy::too_many_lines)]
 fn write_config(dir: &Path, plain_port: u16, tls_port: u16) {
     // As root, nginx hands its temp dirs to the `user` (default `nobody`), which a worker
     // process could then not share with files root wrote; naming root keeps everything owned

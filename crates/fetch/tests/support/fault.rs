@@ -10,6 +10,7 @@
 //! request (and how many came before it) to a [`Reply`]; every request is recorded so tests
 //! can check what was sent (Range, If-Range, which credentials went where).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -180,7 +181,9 @@ impl FaultServer {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let script = Arc::clone(&script);
                     let recorded = Arc::clone(&recorded);
                     tokio::spawn(async move {
@@ -241,11 +244,11 @@ async fn serve(
     tokio::time::sleep(reply.delay_head).await;
     let mut out = format!("HTTP/1.1 {} Scripted\r\nConnection: close\r\n", reply.status);
     for (name, value) in &reply.headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     if !reply.close_delimited {
         let length = reply.content_length.unwrap_or(reply.body.len() as u64);
-        out.push_str(&format!("Content-Length: {length}\r\n"));
+        let _ = write!(out, "Content-Length: {length}\r\n");
     }
     out.push_str("\r\n");
     stream.write_all(out.as_bytes()).await?;

@@ -112,13 +112,12 @@ pub fn listing(dir: &Path) -> Vec<String> {
 
 /// Lower-case hex SHA-256.
 pub fn sha256(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    pitcrew_fetch::checks::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// `len` bytes that are not all alike (so a misplaced range shows in the digest).
 pub fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|index| u8::try_from((index * 7 + index / 251) % 251).unwrap()).collect()
+    (0..len)
+        .map(|index| u8::try_from((index * 7 + index / 251) % 251).unwrap())
+        .collect()
 }
