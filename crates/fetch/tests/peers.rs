@@ -284,3 +284,43 @@ fn unreadable_inputs_exit_66_and_bad_values_78() {
         assert!(!run.stderr.contains("SECRETVALUE"), "{}", run.stderr);
     }
 }
+
+/// A slow download logs its progress (bytes, total, rate) and, when --timeout passes, exits
+/// 124 naming how far it got, leaving nothing behind. nginx's /slow.json trickles at 1 KiB/s.
+#[test]
+fn a_slow_download_logs_progress_then_times_out_cleanly() {
+    let Some(nginx) = nginx_with(&[]) else { return };
+    let place = Place::new();
+    let run = place.run(&[
+        "--timeout",
+        "3s",
+        "--progress-interval",
+        "500ms",
+        &nginx.http_url("/slow.json"),
+        &place.arg("slow.json"),
+    ]);
+    assert_eq!(run.code, Some(124), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(" of 2.0 MiB (0%), "),
+        "no progress line: {}",
+        run.stderr
+    );
+    assert!(
+        run.reason.contains("slow.json (") && run.reason.contains("of 2.0 MiB received"),
+        "{}",
+        run.reason
+    );
+    assert!(place.listing().is_empty(), "{:?}", place.listing());
+    // --quiet drops the progress lines.
+    let run = place.run(&[
+        "--quiet",
+        "--timeout",
+        "2s",
+        "--progress-interval",
+        "500ms",
+        &nginx.http_url("/slow.json"),
+        &place.arg("slow.json"),
+    ]);
+    assert_eq!(run.code, Some(124), "{}", run.stderr);
+    assert!(!run.stderr.contains(" of 2.0 MiB ("), "{}", run.stderr);
+}
