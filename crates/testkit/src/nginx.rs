@@ -29,6 +29,8 @@
 //! | `/to-localhost-auth`        | 302 to `http://localhost:HTTP_PORT/auth` (another host)  |
 //! | `/to-localhost-echo-header` | 302 to `http://localhost:HTTP_PORT/echo-header`          |
 //! | `/to-https-auth`            | 302 to `https://127.0.0.1:HTTPS_PORT/auth` (another scheme and port) |
+//! | `/files/` (prefix)          | the files a test puts in [`NginxPeer::files_dir`], as nginx serves static files: ETag, Last-Modified, `Accept-Ranges: bytes`, Range requests; `.csv` is `text/csv`, `.json` `application/json`, anything else `application/octet-stream` |
+//! | `/to-plain/` (prefix)       | 302 to `http://127.0.0.1:HTTP_PORT/files/` plus the rest of the path (from https: a downgrade) |
 //!
 //! nginx runs in the foreground without a master process, so the child we spawn is the server
 //! and killing it on drop stops everything.
@@ -78,6 +80,7 @@ impl NginxPeer {
             .expect("cannot create a temp dir for nginx");
         crate::certs::write(dir.path(), &["localhost", "127.0.0.1"]);
         write_big_json(dir.path());
+        fs::create_dir_all(dir.path().join("files")).expect("create files/");
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
@@ -132,6 +135,16 @@ impl NginxPeer {
         self.dir.path().join("ca.pem")
     }
 
+    /// The directory served under `/files/`: tests put the files to download here.
+    pub fn files_dir(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    /// nginx's access log so far: one line per request, e.g. to check that none was made.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
     /// nginx's error log so far, for assertion messages.
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
@@ -145,6 +158,8 @@ impl Drop for NginxPeer {
     }
 }
 
+// One nginx.conf template, read top to bottom; splitting it would only scatter it.
+#[allow(clippy::too_many_lines)]
 fn write_config(dir: &Path, plain_port: u16, tls_port: u16) {
     // As root, nginx hands its temp dirs to the `user` (default `nobody`), which a worker
     // process could then not share with files root wrote; naming root keeps everything owned
@@ -229,6 +244,14 @@ http {
             return 302 http://localhost:HTTP_PORT/echo-header;
         }
         location = /to-https-auth { return 302 https://127.0.0.1:HTTPS_PORT/auth; }
+        location /files/ {
+            alias DIR/files/;
+            types { text/csv csv; application/json json; }
+            default_type application/octet-stream;
+        }
+        location /to-plain/ {
+            rewrite ^/to-plain/(.*)$ http://127.0.0.1:HTTP_PORT/files/$1 redirect;
+        }
     }
 }
 "#
