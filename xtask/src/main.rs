@@ -48,6 +48,16 @@ enum BenchTarget {
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(3..=100))]
         runs: u32,
     },
+    /// pitcrew-fetch vs `curl -o` + `sha256sum` on a 1 GiB file from local nginx: throughput,
+    /// peak RSS, image sizes (fetch and validate).
+    Fetch {
+        /// Size of the file, in MiB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        size_mib: u64,
+        /// Timed runs per tool.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
+    },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Render { runs },
         } => bench::render(runs),
+        Task::Bench {
+            which: BenchTarget::Fetch { size_mib, runs },
+        } => bench::fetch(size_mib, runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,11 +81,18 @@ pub fn run() -> Result {
     );
 
     steps.step(
-        "install what is missing (musl target, rustfmt, clippy, Debian peers)",
+        "install what is missing (musl target, rustfmt, clippy, Debian peers, S3 peers)",
         || {
             util::ensure_musl_target()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
             util::ensure_packages(PACKAGES, ci)?;
+            // S3 peers for pitcrew-fetch: moto (S3 and STS behaviour) from PyPI, and s3s-fs
+            // (checks SigV4 signatures, which moto cannot for presigned URLs) from crates.io,
+            // each installed once under ~/.cache/pitcrew. The first run compiles s3s-fs
+            // (about 3.5 minutes on 2 cores).
+            println!("  moto and s3s-fs under {}", pitcrew_testkit::moto::peers_dir().display());
+            pitcrew_testkit::moto::ensure_moto()?;
+            pitcrew_testkit::moto::ensure_s3s_fs()?;
             Ok("ok")
         },
     )?;

@@ -3,6 +3,7 @@
 //! BENCHMARKS.md (between `<!-- bench:TOOL -->` markers), leaving the other tools' sections as
 //! they were.
 
+mod fetch;
 mod render;
 mod wait;
 
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use crate::util::{self, Result};
 
+pub use fetch::fetch;
 pub use render::render;
 pub use wait::wait;
 
@@ -82,4 +84,89 @@ pub fn gzipped_size(image: &str) -> Result<u64> {
         return Err(format!("docker save {image} | gzip failed"));
     }
     Ok(output.stdout.len() as u64)
+}
+
+/// One timed run: wall time and peak RSS (GNU time's %M, KiB: the largest of the process and
+/// every child it waited for, so `sh -c 'curl … && sha256sum …'` reports its biggest step).
+pub struct Run {
+    pub elapsed: std::time::Duration,
+    pub rss_kib: u64,
+}
+
+/// Runs `argv` under `/usr/bin/time -f %M` (its report in `scratch`), stderr discarded, with
+/// `setup` applied to the command first (env, stdin, stdout: GNU time passes them on). An
+/// unsuccessful exit is an error.
+pub fn timed(argv: &[String], scratch: &std::path::Path, setup: impl FnOnce(&mut Command)) -> Result<Run> {
+    let report = scratch.join("time.txt");
+    let mut command = Command::new("/usr/bin/time");
+    command.args(["-f", "%M", "-o"]).arg(&report).args(argv);
+    setup(&mut command);
+    let start = std::time::Instant::now();
+    let status = command
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|err| format!("cannot run {}: {err}", argv[0]))?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        return Err(format!("{} failed: {status}", argv.join(" ")));
+    }
+    let rss = std::fs::read_to_string(&report).map_err(|err| format!("cannot read {}: {err}", report.display()))?;
+    let rss_kib = rss
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .ok_or_else(|| format!("GNU time wrote {rss:?}"))?;
+    Ok(Run { elapsed, rss_kib })
+}
+
+/// The median of `values` (sorted in place).
+pub fn median<T: Copy + Ord>(values: &mut [T]) -> T {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// `binaries` as the smallest image that could hold them: each binary and the shared libraries
+/// `ldd` lists, FROM scratch (`docker import`, tagged `image`). Returns the tag and its size.
+pub fn ldd_image(binaries: &[&str], image: &str, scratch: &std::path::Path) -> Result<(String, u64)> {
+    use std::path::PathBuf;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for binary in binaries {
+        files.push(PathBuf::from(binary));
+        let ldd = util::stdout_of(Command::new("ldd").arg(binary))?;
+        for line in ldd.lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let path = line
+                .split("=>")
+                .last()
+                .and_then(|rest| rest.split_whitespace().next())
+                .filter(|path| path.starts_with('/'));
+            if let Some(path) = path {
+                files.push(PathBuf::from(path));
+            }
+        }
+    }
+    let rootfs = scratch.join(format!("{}-rootfs", image.replace(['/', ':'], "-")));
+    for file in &files {
+        let real = file
+            .canonicalize()
+            .map_err(|err| format!("cannot resolve {}: {err}", file.display()))?;
+        let target = rootfs.join(file.strip_prefix("/").unwrap_or(file));
+        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))
+            .map_err(|err| format!("cannot create {}: {err}", target.display()))?;
+        std::fs::copy(&real, &target).map_err(|err| format!("cannot copy {}: {err}", real.display()))?;
+    }
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run tar: {err}"))?;
+    util::run(
+        Command::new("docker")
+            .args(["import", "-", image])
+            .stdin(tar.stdout.ok_or("tar has no stdout")?)
+            .stdout(Stdio::null()),
+    )?;
+    Ok((image.to_owned(), crate::images::image_size(image)?))
 }

@@ -10,11 +10,10 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::gzipped_size;
+use super::{Run, gzipped_size, median};
 use crate::images;
 use crate::util::{self, Result};
 
@@ -68,41 +67,17 @@ fn write_template(path: &Path) -> Result<u64> {
     Ok(written)
 }
 
-/// One timed run: wall time and peak RSS (GNU time's %M, KiB).
-struct Run {
-    elapsed: Duration,
-    rss_kib: u64,
-}
-
 /// Runs `argv` with stdin from `input` and stdout to `output`, under GNU time.
 fn timed(argv: &[String], input: &Path, output: &Path, scratch: &Path) -> Result<Run> {
-    let report = scratch.join("time.txt");
     let stdin = File::open(input).map_err(|err| format!("cannot open {}: {err}", input.display()))?;
     let stdout = File::create(output).map_err(|err| format!("cannot create {}: {err}", output.display()))?;
-    let start = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o"])
-        .arg(&report)
-        .args(argv)
-        .env_clear()
-        .envs(VARIABLES.iter().copied())
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|err| format!("cannot run {}: {err}", argv[0]))?;
-    let elapsed = start.elapsed();
-    if !status.success() {
-        return Err(format!("{} failed: {status}", argv.join(" ")));
-    }
-    let rss =
-        std::fs::read_to_string(&report).map_err(|err| format!("cannot read {}: {err}", report.display()))?;
-    let rss_kib = rss
-        .lines()
-        .last()
-        .and_then(|line| line.trim().parse().ok())
-        .ok_or_else(|| format!("GNU time wrote {rss:?}"))?;
-    Ok(Run { elapsed, rss_kib })
+    super::timed(argv, scratch, |command| {
+        command
+            .env_clear()
+            .envs(VARIABLES.iter().copied())
+            .stdin(stdin)
+            .stdout(stdout);
+    })
 }
 
 /// Whether two files hold the same bytes.
@@ -121,54 +96,6 @@ fn same_files(a: &Path, b: &Path) -> Result<bool> {
             return Ok(false);
         }
     }
-}
-
-/// GNU envsubst as the smallest image that could hold it: the binary and the shared
-/// libraries `ldd` lists, FROM scratch (`docker import`). Returns the image and its size.
-fn envsubst_image(scratch: &Path) -> Result<(String, u64)> {
-    let ldd = util::stdout_of(Command::new("ldd").arg(GNU_ENVSUBST))?;
-    let mut files: Vec<PathBuf> = vec![PathBuf::from(GNU_ENVSUBST)];
-    for line in ldd.lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let path = line
-            .split("=>")
-            .last()
-            .and_then(|rest| rest.split_whitespace().next())
-            .filter(|path| path.starts_with('/'));
-        if let Some(path) = path {
-            files.push(PathBuf::from(path));
-        }
-    }
-    let rootfs = scratch.join("envsubst-rootfs");
-    for file in &files {
-        let real = file
-            .canonicalize()
-            .map_err(|err| format!("cannot resolve {}: {err}", file.display()))?;
-        let target = rootfs.join(file.strip_prefix("/").unwrap_or(file));
-        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))
-            .map_err(|err| format!("cannot create {}: {err}", target.display()))?;
-        std::fs::copy(&real, &target).map_err(|err| format!("cannot copy {}: {err}", real.display()))?;
-    }
-    let image = "pitcrew/envsubst-anchor:dev".to_owned();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("cannot run tar: {err}"))?;
-    util::run(
-        Command::new("docker")
-            .args(["import", "-", &image])
-            .stdin(tar.stdout.ok_or("tar has no stdout")?)
-            .stdout(Stdio::null()),
-    )?;
-    Ok((image.clone(), images::image_size(&image)?))
-}
-
-fn median<T: Copy + Ord>(values: &mut [T]) -> T {
-    values.sort_unstable();
-    values[values.len() / 2]
 }
 
 fn megabytes_per_second(bytes: u64, elapsed: Duration) -> f64 {
@@ -202,7 +129,7 @@ pub fn render(runs: u32) -> Result {
     let scratch =
         tempfile::tempdir_in(&scratch_root).map_err(|err| format!("cannot create a temp dir: {err}"))?;
     let scratch = scratch.path();
-    let (anchor_image, anchor_bytes) = envsubst_image(scratch)?;
+    let (anchor_image, anchor_bytes) = super::ldd_image(&[GNU_ENVSUBST], "pitcrew/envsubst-anchor:dev", scratch)?;
     let render_gzipped = gzipped_size(&tool.image())?;
     let anchor_gzipped = gzipped_size(&anchor_image)?;
 
