@@ -59,10 +59,7 @@ impl fmt::Debug for Credentials {
 
 /// The credentials `settings` name: the static keys, or temporary ones obtained once from STS
 /// `AssumeRoleWithWebIdentity` with the token file (through `client`).
-pub async fn credentials(
-    _settings: &S3Settings,
-    _client: &reqwest::Client,
-) -> Result<Credentials, S3Error> {
+pub async fn credentials(_settings: &S3Settings, _client: &reqwest::Client) -> Result<Credentials, S3Error> {
     Err(S3Error::Config("s3 is not built yet".into()))
 }
 
