@@ -291,15 +291,16 @@ mod tests {
         assert_eq!(certificate(&[0x30, 0x03, 0x30, 0x01, 0x00]), None);
         // Every prefix and a pseudo-random mutation of a structure: no panic.
         let mut state = 7u32;
-        for length in 0..300 {
+        for length in 0..300u16 {
             let bytes: Vec<u8> = (0..length)
                 .map(|_| {
                     state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                    (state >> 16) as u8
+                    state.to_be_bytes()[1]
                 })
                 .collect();
             let _ = certificate(&bytes);
-            let mut framed = vec![0x30, 0x82, (length >> 8) as u8, length as u8];
+            let [high, low] = length.to_be_bytes();
+            let mut framed = vec![0x30, 0x82, high, low];
             framed.extend_from_slice(&bytes);
             let _ = certificate(&framed);
         }

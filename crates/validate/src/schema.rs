@@ -9,6 +9,7 @@
 //! Violation messages come from the crate with the document's value masked ("value is not of
 //! type \"integer\""): the documents are often rendered config holding passwords.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use jsonschema::{Draft, Retrieve, Uri, Validator};
@@ -137,7 +138,9 @@ fn file_uri(path: &Path) -> String {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
                 uri.push(char::from(*byte));
             }
-            other => uri.push_str(&format!("%{other:02X}")),
+            other => {
+                let _ = write!(uri, "%{other:02X}");
+            }
         }
     }
     uri

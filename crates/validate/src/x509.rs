@@ -295,73 +295,21 @@ fn check_one(
     if let Some(key) = key_path {
         check_key(key, &certs[0], &file, &leaf_label, report);
     }
-    for name in &options.names {
-        if leaf.verify_is_valid_for_subject_name(&name.0).is_err() {
-            let names = infos[0].as_ref().map(|info| {
-                info.dns_names
-                    .iter()
-                    .cloned()
-                    .chain(info.ip_addresses.iter().map(ToString::to_string))
-                    .collect::<Vec<_>>()
-            });
-            let has = match names {
-                Some(names) if !names.is_empty() => format!("its names are {}", names.join(", ")),
-                _ => "it has no DNS or IP names (subjectAltName; the CN is not used, as in every \
-                      current TLS client)"
-                    .to_owned(),
-            };
-            report.add(
-                Problem::invalid(Check::Name, format!("{leaf_label} does not cover {name}: {has}"))
-                    .in_file(&file),
-            );
-        }
-    }
+    check_names(
+        &leaf,
+        infos[0].as_ref(),
+        &leaf_label,
+        &file,
+        &options.names,
+        report,
+    );
     if let Some(anchors) = anchors {
-        let when = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
-        let mut result = verify(&leaf, &certs[1..], anchors, when);
-        if dates_reported
-            && matches!(
-                result,
-                Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. })
-            )
-        {
-            // The dates are already reported; check the rest of the chain at a moment when
-            // every certificate of the file is valid, so a bad signature still shows.
-            let start = infos.iter().flatten().map(|info| info.not_before).max();
-            let end = infos.iter().flatten().map(|info| info.not_after).min();
-            if let (Some(start), Some(end)) = (start, end)
-                && start <= end
-                && let Ok(start) = u64::try_from(start)
-            {
-                result = verify(
-                    &leaf,
-                    &certs[1..],
-                    anchors,
-                    UnixTime::since_unix_epoch(Duration::from_secs(start)),
-                );
-            }
-            if matches!(
-                result,
-                Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. })
-            ) {
-                result = Ok(());
-            }
-        }
-        if let Err(err) = result {
-            let issuer = infos[0]
-                .as_ref()
-                .and_then(|info| info.issuer.as_deref())
-                .map(|cn| format!(" (its issuer: CN={cn})"))
-                .unwrap_or_default();
-            let detail = match err {
-                webpki::Error::UnknownIssuer => {
-                    format!(
-                        "no certificate in {} or in the file's chain signed it{issuer}",
-                        anchors.name
-                    )
-                }
-                other => reason(&other),
-            };
+        let chain = Chain {
+            leaf: &leaf,
+            intermediates: &certs[1..],
+            infos: &infos,
+        };
+        if let Some(detail) = chain.problem(anchors, now, dates_reported) {
             report.add(
                 Problem::invalid(
                     Check::Chain,
@@ -370,6 +318,93 @@ fn check_one(
                 .in_file(&file),
             );
         }
+    }
+}
+
+/// `--dns-name`: each name must be covered by the leaf's subjectAltName.
+fn check_names(
+    leaf: &EndEntityCert<'_>,
+    info: Option<&CertificateInfo>,
+    leaf_label: &str,
+    file: &str,
+    names: &[SubjectName],
+    report: &mut Report,
+) {
+    for name in names {
+        if leaf.verify_is_valid_for_subject_name(&name.0).is_ok() {
+            continue;
+        }
+        let names = info.map(|info| {
+            info.dns_names
+                .iter()
+                .cloned()
+                .chain(info.ip_addresses.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+        });
+        let has = match names {
+            Some(names) if !names.is_empty() => format!("its names are {}", names.join(", ")),
+            _ => "it has no DNS or IP names (subjectAltName; the CN is not used, as in every \
+                  current TLS client)"
+                .to_owned(),
+        };
+        report.add(
+            Problem::invalid(Check::Name, format!("{leaf_label} does not cover {name}: {has}")).in_file(file),
+        );
+    }
+}
+
+/// A certificate file's chain, for `--ca`.
+struct Chain<'a> {
+    leaf: &'a EndEntityCert<'a>,
+    intermediates: &'a [CertificateDer<'a>],
+    infos: &'a [Option<CertificateInfo>],
+}
+
+impl Chain<'_> {
+    /// Why the chain does not verify at `now`, if it does not. When the dates were already
+    /// reported (`dates_reported`), a date failure is not repeated: the chain is checked
+    /// again at a moment when every certificate of the file is valid, so a wrong signature
+    /// still shows.
+    fn problem(&self, anchors: &Anchors, now: SystemTime, dates_reported: bool) -> Option<String> {
+        let is_date = |result: &Result<(), webpki::Error>| {
+            matches!(
+                result,
+                Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. })
+            )
+        };
+        let when = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
+        let mut result = verify(self.leaf, self.intermediates, anchors, when);
+        if dates_reported && is_date(&result) {
+            let start = self.infos.iter().flatten().map(|info| info.not_before).max();
+            let end = self.infos.iter().flatten().map(|info| info.not_after).min();
+            if let (Some(start), Some(end)) = (start, end)
+                && start <= end
+                && let Ok(start) = u64::try_from(start)
+            {
+                let inside = UnixTime::since_unix_epoch(Duration::from_secs(start));
+                result = verify(self.leaf, self.intermediates, anchors, inside);
+            }
+            if is_date(&result) {
+                result = Ok(());
+            }
+        }
+        let err = result.err()?;
+        Some(match err {
+            webpki::Error::UnknownIssuer => {
+                let issuer = self
+                    .infos
+                    .first()
+                    .and_then(Option::as_ref)
+                    .and_then(|info| info.issuer.as_deref())
+                    .map(|cn| format!(" (its issuer: CN={cn})"))
+                    .unwrap_or_default();
+                format!(
+                    "no certificate in {} or in the file's chain signed it{issuer}",
+                    anchors.name
+                )
+            }
+            other => reason(&other),
+        })
     }
 }
 
@@ -395,8 +430,6 @@ fn verify(
     };
     match attempt(KeyUsage::server_auth()) {
         Err(webpki::Error::RequiredEkuNotFoundContext(_)) => attempt(KeyUsage::client_auth()),
-        #[allow(deprecated)]
-        Err(webpki::Error::RequiredEkuNotFound) => attempt(KeyUsage::client_auth()),
         other => other,
     }
 }
@@ -453,30 +486,24 @@ fn check_key(path: &Path, leaf: &CertificateDer<'_>, cert_file: &str, leaf_label
         }
     };
     let invalid = |message: String| Problem::invalid(Check::Key, message).in_file(&file);
-    let key = match PrivateKeyDer::from_pem_slice(&bytes) {
-        Ok(key) => key,
-        Err(_) => {
-            let message = if contains(&bytes, b"ENCRYPTED PRIVATE KEY")
-                || contains(&bytes, b"Proc-Type: 4,ENCRYPTED")
-            {
-                "is an encrypted private key; only unencrypted PEM keys (PKCS#8, PKCS#1 RSA, SEC1 EC) can be checked"
-            } else if contains(&bytes, b"-----BEGIN CERTIFICATE-----") {
-                "holds a certificate, not a private key (is --key swapped with --cert?)"
-            } else {
-                "holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"
-            };
-            report.add(invalid(message.to_owned()));
-            return;
-        }
+    let Ok(key) = PrivateKeyDer::from_pem_slice(&bytes) else {
+        let message = if contains(&bytes, b"ENCRYPTED PRIVATE KEY")
+            || contains(&bytes, b"Proc-Type: 4,ENCRYPTED")
+        {
+            "is an encrypted private key; only unencrypted PEM keys (PKCS#8, PKCS#1 RSA, SEC1 EC) can be checked"
+        } else if contains(&bytes, b"-----BEGIN CERTIFICATE-----") {
+            "holds a certificate, not a private key (is --key swapped with --cert?)"
+        } else {
+            "holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"
+        };
+        report.add(invalid(message.to_owned()));
+        return;
     };
-    let signing_key = match any_supported_type(&key) {
-        Ok(signing_key) => signing_key,
-        Err(_) => {
-            report.add(invalid(
-                "is not a usable private key (supported: RSA, ECDSA P-256/P-384, Ed25519)".to_owned(),
-            ));
-            return;
-        }
+    let Ok(signing_key) = any_supported_type(&key) else {
+        report.add(invalid(
+            "is not a usable private key (supported: RSA, ECDSA P-256/P-384, Ed25519)".to_owned(),
+        ));
+        return;
     };
     let certified = CertifiedKey::new(vec![leaf.clone().into_owned()], Arc::clone(&signing_key));
     match certified.keys_match() {

@@ -212,6 +212,7 @@ impl Walker<'_> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)] // compared with Option<Position> fields
     fn at(line: usize, column: usize) -> Option<Position> {
         Some(Position { line, column })
     }

@@ -55,7 +55,7 @@ fn convert_table(
     positions: &mut HashMap<String, Position>,
 ) -> Value {
     let mut map = Map::new();
-    for (key, value) in table.iter() {
+    for (key, value) in table {
         let parent = pointer.len();
         push_segment(pointer, key.get_ref());
         let converted = convert(value, text, pointer, positions);

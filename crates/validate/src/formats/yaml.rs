@@ -501,6 +501,8 @@ fn float(text: &str) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use serde_json::json;
 
     use super::*;
@@ -512,6 +514,7 @@ mod tests {
         parsed.documents.into_iter().next().unwrap()
     }
 
+    #[allow(clippy::unnecessary_wraps)] // compared with Option<Position> fields
     fn at(line: usize, column: usize) -> Option<Position> {
         Some(Position { line, column })
     }
@@ -580,9 +583,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for level in 1..12 {
             let previous = level - 1;
-            text.push_str(&format!(
-                "a{level}: &a{level} [*a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}, *a{previous}]\n"
-            ));
+            let alias = format!("*a{previous}");
+            let items = [alias.as_str(); 10].join(", ");
+            let _ = writeln!(text, "a{level}: &a{level} [{items}]");
         }
         let parsed = parse(&text);
         assert!(
@@ -610,10 +613,7 @@ mod tests {
         // Depth through aliases: each anchor adds its own depth.
         let mut chained = String::from("a0: &a0 [[[[[[[[[[1]]]]]]]]]]\n");
         for level in 1..40 {
-            chained.push_str(&format!(
-                "a{level}: &a{level} [[[[[[[[[[*a{}]]]]]]]]]]\n",
-                level - 1
-            ));
+            let _ = writeln!(chained, "a{level}: &a{level} [[[[[[[[[[*a{}]]]]]]]]]]", level - 1);
         }
         let parsed = parse(&chained);
         assert!(
