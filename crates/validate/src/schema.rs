@@ -109,6 +109,8 @@ impl Schema {
                     .document(index),
             );
         }
+        // In file order: the validator walks keywords, not lines.
+        problems.sort_by_key(|problem| problem.position.map(|p| (p.line, p.column)));
         if more > 0 {
             problems.push(
                 Problem::invalid(
