@@ -34,7 +34,11 @@ fn case(files: &[(&str, &str)], args: &[&str], code: i32, expected: &[&str], fir
         "{first:?} not in the termination log: {}",
         run.termination
     );
-    assert!(!run.termination.trim_end().contains('\n'), "one line: {}", run.termination);
+    assert!(
+        !run.termination.trim_end().contains('\n'),
+        "one line: {}",
+        run.termination
+    );
     assert_eq!(listing(dir.path()), before, "the run changed files");
     run
 }
@@ -44,7 +48,10 @@ fn listing(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|entry| {
             let path = entry.unwrap().path();
-            (path.display().to_string(), std::fs::read(&path).unwrap_or_default())
+            (
+                path.display().to_string(),
+                std::fs::read(&path).unwrap_or_default(),
+            )
         })
         .collect();
     entries.sort();
@@ -79,7 +86,11 @@ fn a_schema_violation_exits_1_with_its_pointer_and_line_and_no_value() {
     // In line order within the file, whatever order the validator found them in.
     let problems = run.problems();
     assert!(problems[0].contains("/replicas"), "{problems:?}");
-    assert!(run.termination.contains("app.yaml:1:11: /replicas"), "{}", run.termination);
+    assert!(
+        run.termination.contains("app.yaml:1:11: /replicas"),
+        "{}",
+        run.termination
+    );
     run.shows(&["app.yaml:2:11: /password: "]).never_shows("three");
 }
 
@@ -94,8 +105,11 @@ fn an_expired_certificate_exits_1_with_the_date_and_how_long_ago() {
     .issue();
     let cert = write(&dir.path().join("tls.crt"), leaf.cert.pem());
     let run = validate(&["--cert", s(&cert)], &[]);
-    run.expect(1)
-        .shows(&["tls.crt: certificate (CN=app.test) expired on 20", "T", "Z, 12 days ago"]);
+    run.expect(1).shows(&[
+        "tls.crt: certificate (CN=app.test) expired on 20",
+        "T",
+        "Z, 12 days ago",
+    ]);
     assert!(run.termination.contains("expired on"), "{}", run.termination);
 }
 
@@ -143,7 +157,11 @@ fn missing_inputs_exit_66_and_an_invalid_schema_78() {
         &[("schema.json", r#"{"type": "strnig"}"#), ("bad.json", "{")],
         &["--schema", "schema.json", "bad.json", "/nonexistent/x.json"],
         78,
-        &["schema.json:1:10: /type: invalid schema", "bad.json:1:", "x.json: does not exist"],
+        &[
+            "schema.json:1:10: /type: invalid schema",
+            "bad.json:1:",
+            "x.json: does not exist",
+        ],
         "invalid schema",
     );
 }

@@ -27,6 +27,8 @@ pub fn parse(text: &str) -> Parsed {
             .collect();
         // The parser reports some errors when it closes a structure: list them in file order.
         problems.sort_by_key(|problem| problem.position.map(|p| (p.line, p.column)));
+        // Unclosed nesting is reported once per level; once is enough.
+        problems.dedup_by(|a, b| a.position == b.position && a.message == b.message);
         return Parsed {
             problems,
             ..Parsed::default()

@@ -109,6 +109,10 @@ struct Frame {
     nodes: usize,
     /// Levels inside (0 for an empty collection).
     depth: usize,
+    /// Its pointer, until its first child is seen (None for a collection used as a key).
+    /// yaml-rust2 marks a block mapping's start at the first key's colon; the first key's
+    /// own mark is where the mapping really starts.
+    awaiting_first_child: Option<String>,
 }
 
 #[derive(Default)]
@@ -141,6 +145,12 @@ impl Builder {
     /// the file (too deep, too big, a bad tagged value).
     fn event(&mut self, event: Event, mark: Marker) -> Result<bool, Problem> {
         let at = position(&mark);
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::Alias(_) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            self.first_child_at(at);
+        }
         match event {
             Event::StreamEnd => return Ok(false),
             Event::StreamStart | Event::Nothing => {}
@@ -230,10 +240,29 @@ impl Builder {
         Ok(true)
     }
 
+    /// Moves the start of the collection being built back to its first child, when earlier.
+    fn first_child_at(&mut self, at: Position) {
+        let Some(pointer) = self
+            .frames
+            .last_mut()
+            .and_then(|frame| frame.awaiting_first_child.take())
+        else {
+            return;
+        };
+        if let Some(start) = self.positions.get_mut(&pointer)
+            && (at.line, at.column) < (start.line, start.column)
+        {
+            *start = at;
+        }
+    }
+
+    /// A problem that ends the file. It is numbered only from the second document on: the
+    /// rest of the stream is not read, so whether there are several is not known.
     fn problem(&self, message: String, at: Position) -> Problem {
+        let index = self.documents.len();
         Problem::invalid(Check::Syntax, message)
             .at(Some(at))
-            .document(Some(self.documents.len()))
+            .document((index > 0).then_some(index + 1))
     }
 
     fn too_deep(&self, at: Position) -> Problem {
@@ -311,6 +340,7 @@ impl Builder {
             parent_pointer,
             nodes: 1,
             depth: 0,
+            awaiting_first_child: (!is_key).then(|| self.pointer.clone()),
         });
         Ok(())
     }
@@ -531,6 +561,16 @@ mod tests {
                    "h": null, "i": "yes", "j": "1", "k": "3", "l": ".inf", "m": "1e400",
                    "n": 18_446_744_073_709_551_615_u64, "o": "null", "p": null})
         );
+    }
+
+    #[test]
+    fn positions_of_collections_are_their_first_character() {
+        let parsed = parse("a: 1\n---\nname: b\nlist:\n  - x\nm:\n  k: v\nf: {z: 1}\n");
+        let document = &parsed.documents[1];
+        assert_eq!(document.position_of(""), at(3, 1));
+        assert_eq!(document.position_of("/list"), at(5, 3));
+        assert_eq!(document.position_of("/m"), at(7, 3));
+        assert_eq!(document.position_of("/f"), at(8, 4));
     }
 
     #[test]

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-validate");
@@ -52,7 +50,11 @@ impl Run {
 
     /// Asserts that `text` appears neither in the logs nor in the termination log.
     pub fn never_shows(&self, text: &str) -> &Self {
-        assert!(!self.stderr.contains(text), "{text:?} leaked into stderr:\n{}", self.stderr);
+        assert!(
+            !self.stderr.contains(text),
+            "{text:?} leaked into stderr:\n{}",
+            self.stderr
+        );
         assert!(
             !self.termination.contains(text),
             "{text:?} leaked into the termination log: {}",
@@ -78,9 +80,7 @@ impl Run {
     pub fn records(&self) -> Vec<serde_json::Value> {
         self.stderr
             .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
-            })
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}")))
             .collect()
     }
 }
@@ -128,7 +128,9 @@ pub fn s(path: &Path) -> &str {
 
 /// A key from tests/data (RSA keys: ring cannot generate them).
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A key pair from a PEM file in tests/data.
@@ -143,7 +145,11 @@ pub fn set_validity(params: &mut CertificateParams, from: i64, until: i64) {
     let at = |days: i64| {
         let epoch = rcgen::date_time_ymd(1970, 1, 1);
         let shift = Duration::from_secs(days.unsigned_abs() * 86_400);
-        if days >= 0 { epoch + now + shift } else { epoch + now - shift }
+        if days >= 0 {
+            epoch + now + shift
+        } else {
+            epoch + now - shift
+        }
     };
     params.not_before = at(from);
     params.not_after = at(until);
