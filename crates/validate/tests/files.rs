@@ -334,3 +334,19 @@ fn format_flag_and_env_twins_for_files() {
     )
     .expect(0);
 }
+
+#[test]
+fn toml_documents_are_validated_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = write(
+        &dir.path().join("s.json"),
+        r#"{"properties": {"server": {"properties": {"port": {"type": "integer", "maximum": 65535}}}}}"#,
+    );
+    let file = write(
+        &dir.path().join("app.toml"),
+        "title = \"x\"\n\n[server]\nport = 70000\n",
+    );
+    validate(&["--schema", s(&schema), s(&file)], &[])
+        .expect(1)
+        .shows(&["app.toml:4:8: /server/port: "]);
+}
