@@ -330,8 +330,17 @@ impl Peer {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("set a read timeout");
+        // The object keeps the type it was uploaded with, as on S3, so `--content-type` checks
+        // see what they would in production. Never a form type: moto would store nothing.
+        let content_type = if path.ends_with(".json") {
+            "application/json"
+        } else if path.ends_with(".csv") {
+            "text/csv"
+        } else {
+            "application/octet-stream"
+        };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             self.address,
             body.len()
