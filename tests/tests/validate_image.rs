@@ -142,5 +142,9 @@ fn a_missing_file_exits_66_and_names_it() {
     let volumes = Volumes::new("{}");
     let finished = volumes.validate(&[], &["/config/absent.yaml"]);
     assert_eq!(finished.code, 66, "{}", describe(&finished));
-    assert!(finished.stderr.contains("/config/absent.yaml"), "{}", describe(&finished));
+    assert!(
+        finished.stderr.contains("/config/absent.yaml"),
+        "{}",
+        describe(&finished)
+    );
 }

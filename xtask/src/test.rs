@@ -90,7 +90,10 @@ pub fn run() -> Result {
             // (checks SigV4 signatures, which moto cannot for presigned URLs) from crates.io,
             // each installed once under ~/.cache/pitcrew. The first run compiles s3s-fs
             // (about 3.5 minutes on 2 cores).
-            println!("  moto and s3s-fs under {}", pitcrew_testkit::moto::peers_dir().display());
+            println!(
+                "  moto and s3s-fs under {}",
+                pitcrew_testkit::moto::peers_dir().display()
+            );
             pitcrew_testkit::moto::ensure_moto()?;
             pitcrew_testkit::moto::ensure_s3s_fs()?;
             Ok("ok")

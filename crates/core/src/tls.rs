@@ -246,6 +246,22 @@ pub fn describe_error(err: &(dyn StdError + 'static)) -> Option<String> {
     None
 }
 
+/// Every layer below `err` itself joined with ": ", repeated layers dropped; `None` when there
+/// is none. The top layer of an HTTP client's error names the URL, which may carry a password
+/// or a signature; the layers below it do not.
+pub fn layers_below(err: &(dyn StdError + 'static)) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = err.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        source = current.source();
+    }
+    (!parts.is_empty()).then(|| parts.join(": "))
+}
+
 /// A TLS error (possibly wrapped in the `io::Error` tokio-rustls returns) or an I/O error.
 fn describe_one(err: &(dyn StdError + 'static)) -> Option<String> {
     if let Some(tls) = err.downcast_ref::<rustls::Error>() {
@@ -576,6 +592,27 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(describe_error(&refused).unwrap(), "connection refused");
         assert!(find_tls_error(&refused).is_none());
+    }
+
+    #[test]
+    fn layers_below_leave_out_the_top_layer_and_repeats() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl fmt::Display for Layer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl StdError for Layer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                self.1.as_deref().map(|inner| inner as &(dyn StdError + 'static))
+            }
+        }
+        let root = Layer("connection reset", None);
+        let middle = Layer("connection reset", Some(Box::new(root)));
+        let top = Layer("error for url (https://u:pw@host/)", Some(Box::new(middle)));
+        assert_eq!(layers_below(&top).as_deref(), Some("connection reset"));
+        assert_eq!(layers_below(&Layer("alone", None)), None);
     }
 
     #[test]

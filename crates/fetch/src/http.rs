@@ -94,22 +94,9 @@ pub fn describe(err: &reqwest::Error) -> String {
         }
         source = current.source();
     }
-    let base = pitcrew_core::tls::describe_error(err).unwrap_or_else(|| {
-        let mut parts: Vec<String> = Vec::new();
-        let mut source = err.source();
-        while let Some(current) = source {
-            let text = current.to_string();
-            if !parts.iter().any(|part| part.contains(&text)) {
-                parts.push(text);
-            }
-            source = current.source();
-        }
-        if parts.is_empty() {
-            "request failed".to_owned()
-        } else {
-            parts.join(": ")
-        }
-    });
+    let base = pitcrew_core::tls::describe_error(err)
+        .or_else(|| pitcrew_core::tls::layers_below(err))
+        .unwrap_or_else(|| "request failed".to_owned());
     if err.is_connect() && !base.starts_with("TLS") {
         format!("cannot connect: {base}")
     } else {

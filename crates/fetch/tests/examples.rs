@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::Command;
 
 use pitcrew_testkit::examples;
@@ -52,7 +53,7 @@ fn every_fetch_container_in_the_examples_downloads_and_reruns_as_a_pod_would() {
         ("orders.csv", "id,customer_id,amount\n7,1,19.99\n"),
     ] {
         std::fs::write(files.join(name), body).unwrap();
-        sums.push_str(&format!("{}  {name}\n", sha256(body.as_bytes())));
+        let _ = writeln!(sums, "{}  {name}", sha256(body.as_bytes()));
     }
     std::fs::write(files.join("SHA256SUMS"), sums).unwrap();
     let local_lake = nginx.http_url("/files");

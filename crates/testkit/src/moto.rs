@@ -332,12 +332,11 @@ impl Peer {
             .expect("set a read timeout");
         // The object keeps the type it was uploaded with, as on S3, so `--content-type` checks
         // see what they would in production. Never a form type: moto would store nothing.
-        let content_type = if path.ends_with(".json") {
-            "application/json"
-        } else if path.ends_with(".csv") {
-            "text/csv"
-        } else {
-            "application/octet-stream"
+        let extension = path.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+        let content_type = match extension.as_deref() {
+            Some("json") => "application/json",
+            Some("csv") => "text/csv",
+            _ => "application/octet-stream",
         };
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\

@@ -217,5 +217,11 @@ pub fn fetch(size_mib: u64, runs: u32) -> Result {
          most of it building the images). curl is Debian's; pitcrew-fetch is the release musl binary."
     );
     drop(nginx);
-    super::write_section("fetch", "pitcrew-fetch vs curl + sha256sum", &intro, &table, &notes)
+    super::write_section(
+        "fetch",
+        "pitcrew-fetch vs curl + sha256sum",
+        &intro,
+        &table,
+        &notes,
+    )
 }

@@ -110,7 +110,8 @@ pub fn timed(argv: &[String], scratch: &std::path::Path, setup: impl FnOnce(&mut
     if !status.success() {
         return Err(format!("{} failed: {status}", argv.join(" ")));
     }
-    let rss = std::fs::read_to_string(&report).map_err(|err| format!("cannot read {}: {err}", report.display()))?;
+    let rss =
+        std::fs::read_to_string(&report).map_err(|err| format!("cannot read {}: {err}", report.display()))?;
     let rss_kib = rss
         .lines()
         .last()

@@ -129,7 +129,8 @@ pub fn render(runs: u32) -> Result {
     let scratch =
         tempfile::tempdir_in(&scratch_root).map_err(|err| format!("cannot create a temp dir: {err}"))?;
     let scratch = scratch.path();
-    let (anchor_image, anchor_bytes) = super::ldd_image(&[GNU_ENVSUBST], "pitcrew/envsubst-anchor:dev", scratch)?;
+    let (anchor_image, anchor_bytes) =
+        super::ldd_image(&[GNU_ENVSUBST], "pitcrew/envsubst-anchor:dev", scratch)?;
     let render_gzipped = gzipped_size(&tool.image())?;
     let anchor_gzipped = gzipped_size(&anchor_image)?;
 

@@ -788,24 +788,14 @@ fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 /// Every layer of an error joined with ": ", minus reqwest's "for url (…)" (which could carry
 /// a password) and repeated layers.
 fn error_chain(err: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = err.source();
-    while let Some(current) = source {
-        let text = current.to_string();
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        source = current.source();
-    }
-    if parts.is_empty() {
+    pitcrew_core::tls::layers_below(err).unwrap_or_else(|| {
         // Without the URL: the top layer alone then says only what kind of error it was.
-        parts.push(if err.is_body() {
+        if err.is_body() {
             "error reading the body".to_owned()
         } else {
             "request failed".to_owned()
-        });
-    }
-    parts.join(": ")
+        }
+    })
 }
 
 #[cfg(test)]
