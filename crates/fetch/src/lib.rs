@@ -381,6 +381,33 @@ struct JobTask {
 
 impl JobTask {
     async fn run(self) -> JobEnd {
+        // Directories this job may create; removed again (when still empty) if it does not
+        // finish, so a failed run leaves nothing new behind, not even a directory.
+        let missing = missing_ancestors(&self.directory());
+        let end = self.attempt().await;
+        if !matches!(end, JobEnd::Done(_)) {
+            for directory in &missing {
+                if std::fs::remove_dir(directory).is_ok() {
+                    tracing::debug!(
+                        "removed the directory {} made for this download",
+                        directory.display()
+                    );
+                }
+            }
+        }
+        end
+    }
+
+    /// The directory the job writes into: DEST's parent, or DEST itself with --extract.
+    fn directory(&self) -> PathBuf {
+        if self.config.extract.is_some() {
+            self.job.destination.clone()
+        } else {
+            parent(&self.job.destination).to_owned()
+        }
+    }
+
+    async fn attempt(&self) -> JobEnd {
         let mut stop = self.stop.clone();
         let work = async {
             let _permit = self.permits.acquire().await;
@@ -461,11 +488,7 @@ impl JobTask {
         if self.already_there(expected.as_ref()).await? {
             return Ok(Ready::AlreadyThere);
         }
-        let directory = if self.config.extract.is_some() {
-            job.destination.clone()
-        } else {
-            parent(&job.destination).to_owned()
-        };
+        let directory = self.directory();
         if !directory.is_dir() {
             std::fs::create_dir_all(&directory).map_err(|err| FetchError::File {
                 file: name.to_owned(),
@@ -689,6 +712,15 @@ fn parent(path: &Path) -> &Path {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     }
+}
+
+/// `directory` and those of its ancestors that do not exist yet, deepest first.
+fn missing_ancestors(directory: &Path) -> Vec<PathBuf> {
+    directory
+        .ancestors()
+        .take_while(|path| !path.as_os_str().is_empty() && std::fs::symlink_metadata(path).is_err())
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 #[cfg(test)]

@@ -223,6 +223,27 @@ fn a_name_that_does_not_resolve_fails_clearly() {
     assert!(place.listing().is_empty());
 }
 
+/// Regression: the directories made for DEST stayed behind when the download failed.
+#[test]
+fn a_failed_download_removes_the_directories_it_made_and_keeps_the_others() {
+    let port = pitcrew_testkit::free_port();
+    let place = Place::new();
+    std::fs::create_dir(place.path("input")).unwrap();
+    let run = place.run(&[
+        "--retries",
+        "0",
+        &format!("http://127.0.0.1:{port}/x"),
+        &place.arg("input/new dir/deeper/x.csv"),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("created the directory"), "{}", run.stderr);
+    assert_eq!(place.listing(), ["input"], "what was there stays");
+    assert!(
+        support::listing(&place.path("input")).is_empty(),
+        "made directories stay"
+    );
+}
+
 #[test]
 fn a_refused_connection_is_retried_then_fails() {
     let port = pitcrew_testkit::free_port();
