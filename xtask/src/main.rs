@@ -58,6 +58,13 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         runs: u32,
     },
+    /// pitcrew-migrate on a local PostgreSQL: 200 migrations against `psql -f` of the same
+    /// files, a no-op `up`, peak RSS, image size.
+    Migrate {
+        /// Rounds (each on fresh databases).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        runs: u32,
+    },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -81,6 +88,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Fetch { size_mib, runs },
         } => bench::fetch(size_mib, runs),
+        Task::Bench {
+            which: BenchTarget::Migrate { runs },
+        } => bench::migrate(runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! they were.
 
 mod fetch;
+mod migrate;
 mod render;
 mod wait;
 
@@ -12,6 +13,7 @@ use std::process::{Command, Stdio};
 use crate::util::{self, Result};
 
 pub use fetch::fetch;
+pub use migrate::migrate;
 pub use render::render;
 pub use wait::wait;
 
