@@ -23,6 +23,8 @@ pub const PREPARE_IMAGE: &str = "pitcrew/prepare:dev";
 pub const FETCH_IMAGE: &str = "pitcrew/fetch:dev";
 /// The pitcrew-validate image `cargo xtask images` builds.
 pub const VALIDATE_IMAGE: &str = "pitcrew/validate:dev";
+/// The pitcrew-migrate image `cargo xtask images` builds.
+pub const MIGRATE_IMAGE: &str = "pitcrew/migrate:dev";
 /// The busybox comparison image, also a handy peer.
 pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
 
