@@ -6,9 +6,9 @@
 //! CONTRACT: signatures fixed here; the drivers are in `postgres.rs` and `mysql.rs`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 #[cfg(test)]
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +127,9 @@ pub fn redact_text(text: &str) -> String {
     let params: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={}", pitcrew_core::redact::MASK),
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                format!("{key}={}", pitcrew_core::redact::MASK)
+            }
             _ => pair.to_owned(),
         })
         .collect();
@@ -294,8 +296,13 @@ fn parse_postgres(rest: &str) -> Result<DatabaseUrl, String> {
 fn parse_mysql(rest: &str) -> Result<DatabaseUrl, String> {
     let at = rest.rfind('@');
     let after_userinfo = at.map_or(0, |at| at + 1);
-    let query_start = rest[after_userinfo..].find('?').map_or(rest.len(), |q| after_userinfo + q);
-    let Some(slash) = rest[..query_start].rfind('/').filter(|slash| *slash >= after_userinfo) else {
+    let query_start = rest[after_userinfo..]
+        .find('?')
+        .map_or(rest.len(), |q| after_userinfo + q);
+    let Some(slash) = rest[..query_start]
+        .rfind('/')
+        .filter(|slash| *slash >= after_userinfo)
+    else {
         return Err("no /DATABASE after the address".to_owned());
     };
     let (user, password) = match at {
@@ -550,10 +557,15 @@ mod tests {
         for scheme in ["postgresql", "pgx", "pgx4", "pgx5", "POSTGRES"] {
             let url = parse(&format!("{scheme}://u@h/d"));
             assert_eq!(url.engine, Engine::Postgres);
-            assert_eq!((url.host.as_str(), url.port, url.database.as_str()), ("h", 5432, "d"));
+            assert_eq!(
+                (url.host.as_str(), url.port, url.database.as_str()),
+                ("h", 5432, "d")
+            );
             assert_eq!(url.password, None);
         }
-        let url = parse("postgres://u:p%40ss%2Fw%3Ard@[::1]:6543/my%20db?x-migrations-table=mig&sslrootcert=/ca.pem");
+        let url = parse(
+            "postgres://u:p%40ss%2Fw%3Ard@[::1]:6543/my%20db?x-migrations-table=mig&sslrootcert=/ca.pem",
+        );
         assert_eq!(url.password.as_deref(), Some("p@ss/w:rd"));
         assert_eq!((url.host.as_str(), url.port), ("::1", 6543));
         assert_eq!(url.database, "my db");
@@ -569,7 +581,10 @@ mod tests {
         let url = parse("postgres:///app?host=/var/run/postgresql&user=me&password=pw&port=5433");
         assert_eq!(url.socket.as_deref(), Some(Path::new("/var/run/postgresql")));
         assert_eq!(url.host, "");
-        assert_eq!((url.user.as_str(), url.password.as_deref(), url.port), ("me", Some("pw"), 5433));
+        assert_eq!(
+            (url.user.as_str(), url.password.as_deref(), url.port),
+            ("me", Some("pw"), 5433)
+        );
         assert!(url.params.is_empty(), "{:?}", url.params);
         let url = parse("postgres://%2Ftmp%2Fsock/app");
         assert_eq!(url.socket.as_deref(), Some(Path::new("/tmp/sock")));
@@ -583,8 +598,14 @@ mod tests {
     fn the_mysql_forms_golang_migrate_takes() {
         let url = parse("mysql://app:s3cret@tcp(mysql:3306)/app?multiStatements=true");
         assert_eq!(url.engine, Engine::Mysql);
-        assert_eq!((url.host.as_str(), url.port, url.database.as_str()), ("mysql", 3306, "app"));
-        assert_eq!((url.user.as_str(), url.password.as_deref()), ("app", Some("s3cret")));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.database.as_str()),
+            ("mysql", 3306, "app")
+        );
+        assert_eq!(
+            (url.user.as_str(), url.password.as_deref()),
+            ("app", Some("s3cret"))
+        );
         assert_eq!(url.param("multiStatements"), Some("true"));
         let url = parse("mysql://u:p@tcp(db)/d");
         assert_eq!((url.host.as_str(), url.port), ("db", 3306));
@@ -605,7 +626,10 @@ mod tests {
         assert_eq!(url.password.as_deref(), Some("a+b c"));
         // The plain URL form, which golang-migrate refuses, is accepted.
         let url = parse("mysql://u:p@db.internal:3310/app");
-        assert_eq!((url.host.as_str(), url.port, url.database.as_str()), ("db.internal", 3310, "app"));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.database.as_str()),
+            ("db.internal", 3310, "app")
+        );
     }
 
     #[test]
@@ -627,11 +651,17 @@ mod tests {
             "postgres://app@db/app?password=hunter2&port=x",
         ] {
             let err = DatabaseUrl::parse(text).expect_err(text);
-            assert!(!err.contains("hunter2") && !err.contains("hun/ter") && !err.contains("ter2"), "{text}: {err}");
+            assert!(
+                !err.contains("hunter2") && !err.contains("hun/ter") && !err.contains("ter2"),
+                "{text}: {err}"
+            );
             assert!(err.contains("expected"), "{text}: {err}");
         }
         let err = DatabaseUrl::parse("postgres://app:hunter2@db:99999/app").unwrap_err();
-        assert!(err.contains("port") && err.contains("postgres://app:***@db:99999/app"), "{err}");
+        assert!(
+            err.contains("port") && err.contains("postgres://app:***@db:99999/app"),
+            "{err}"
+        );
         let err = DatabaseUrl::parse("sqlite3://x.db").unwrap_err();
         assert!(err.contains("unsupported") && err.contains("mysql://"), "{err}");
     }
@@ -641,6 +671,9 @@ mod tests {
         let url = parse("postgres://app:hunter2@db/app?password=hunter2");
         assert!(!format!("{url:?}").contains("hunter2"));
         assert!(!url.redacted().contains("hunter2"));
-        assert_eq!(redact_text("postgres://a@b/c?sslmode=x&password=hunter2"), "postgres://a@b/c?sslmode=x&password=***");
+        assert_eq!(
+            redact_text("postgres://a@b/c?sslmode=x&password=hunter2"),
+            "postgres://a@b/c?sslmode=x&password=***"
+        );
     }
 }

@@ -80,8 +80,7 @@ impl SourceError {
 pub const NO_TRANSACTION_MARK: &str = "-- pitcrew:no-transaction";
 
 /// What a migration file's name must look like, for error messages.
-const EXPECTED_NAME: &str =
-    "expected {version}_{title}.up.sql or {version}_{title}.down.sql, the version a whole number (e.g. 000001_create_users.up.sql or 20240131120000_add_index.down.sql)";
+const EXPECTED_NAME: &str = "expected {version}_{title}.up.sql or {version}_{title}.down.sql, the version a whole number (e.g. 000001_create_users.up.sql or 20240131120000_add_index.down.sql)";
 
 /// The largest version the state table's `bigint` column holds.
 pub const MAX_VERSION: u64 = i64::MAX as u64;
@@ -136,7 +135,9 @@ fn split_name(name: &str) -> Option<Name<'_>> {
 /// than a file to skip): an SQL file, or one that names a direction.
 fn looks_like_migration(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower.ends_with(".sql") || lower.contains(".up.") || lower.contains(".down.")
+    Path::new(&lower).extension().is_some_and(|ext| ext == "sql")
+        || lower.contains(".up.")
+        || lower.contains(".down.")
 }
 
 /// Parses a version: digits only, at most [`MAX_VERSION`].
@@ -173,7 +174,7 @@ fn read_script(path: &Path) -> Result<Script, SourceError> {
     let sha256 = sha256_hex(&bytes);
     let sql = String::from_utf8(bytes).map_err(|err| {
         let at = err.utf8_error().valid_up_to();
-        let line = err.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let line = err.as_bytes()[..at].split(|b| *b == b'\n').count();
         SourceError::Invalid(format!(
             "{}: not UTF-8 text (invalid byte at offset {at}, line {line}); expected an SQL script saved as UTF-8",
             path.display()
@@ -233,7 +234,10 @@ fn scan(dir: &Path) -> Result<Vec<(u64, String, Way, PathBuf)>, SourceError> {
                     path.display()
                 )));
             }
-            tracing::info!("{}: not a migration file (no .up. or .down. in its name), skipped", path.display());
+            tracing::info!(
+                "{}: not a migration file (no .up. or .down. in its name), skipped",
+                path.display()
+            );
             continue;
         };
         let Some(version) = parse_version(parsed.version) else {
@@ -347,7 +351,11 @@ pub fn create(
         )));
     }
     std::fs::create_dir_all(dir).map_err(|err| {
-        SourceError::Unreadable(format!("{}: cannot create the directory: {}", dir.display(), describe_io(&err)))
+        SourceError::Unreadable(format!(
+            "{}: cannot create the directory: {}",
+            dir.display(),
+            describe_io(&err)
+        ))
     })?;
     let highest = scan(dir)?.into_iter().map(|(v, ..)| v).max();
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -367,7 +375,9 @@ pub fn create(
         Numbering::UnixNano => since_epoch.as_nanos().to_string(),
     };
     let number = parse_version(&version).ok_or_else(|| {
-        SourceError::Invalid(format!("create: the version {version} is larger than {MAX_VERSION}"))
+        SourceError::Invalid(format!(
+            "create: the version {version} is larger than {MAX_VERSION}"
+        ))
     })?;
     if let Some(highest) = highest
         && number <= highest
@@ -379,9 +389,16 @@ pub fn create(
     let up = dir.join(format!("{version}_{name}.up.{ext}"));
     let down = dir.join(format!("{version}_{name}.down.{ext}"));
     for path in [&up, &down] {
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path);
         let mut file = file.map_err(|err| {
-            SourceError::Unreadable(format!("{}: cannot create: {}", path.display(), describe_io(&err)))
+            SourceError::Unreadable(format!(
+                "{}: cannot create: {}",
+                path.display(),
+                describe_io(&err)
+            ))
         })?;
         file.flush().map_err(|err| {
             SourceError::Unreadable(format!("{}: cannot write: {}", path.display(), describe_io(&err)))
@@ -432,7 +449,14 @@ mod tests {
         assert_eq!((n.title, n.way), ("a.up.b", Way::Down));
         let n = split_name("7_.up.psql").unwrap();
         assert_eq!(n.title, "");
-        for bad in ["create.up.sql", "1-create.up.sql", "x1_a.up.sql", "1_a.sql", "_a.up.sql", "1_a.up"] {
+        for bad in [
+            "create.up.sql",
+            "1-create.up.sql",
+            "x1_a.up.sql",
+            "1_a.sql",
+            "_a.up.sql",
+            "1_a.up",
+        ] {
             assert!(split_name(bad).is_none(), "{bad}");
         }
     }
@@ -440,7 +464,11 @@ mod tests {
     #[test]
     fn a_directory_loads_in_version_order_with_checksums_and_the_opt_out() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "10_second.up.sql", "-- pitcrew:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n");
+        write(
+            dir.path(),
+            "10_second.up.sql",
+            "-- pitcrew:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+        );
         write(dir.path(), "2_first.up.sql", "CREATE TABLE t (a int);\n");
         write(dir.path(), "2_first.down.sql", "DROP TABLE t;\n");
         write(dir.path(), "README.md", "notes");
@@ -466,13 +494,18 @@ mod tests {
 
     #[test]
     fn the_sha256_is_the_known_digest() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
     fn the_opt_out_must_be_the_first_line() {
         assert!(opts_out_of_transaction("-- pitcrew:no-transaction\nx"));
-        assert!(opts_out_of_transaction("\u{feff}  -- pitcrew:no-transaction  \r\nx"));
+        assert!(opts_out_of_transaction(
+            "\u{feff}  -- pitcrew:no-transaction  \r\nx"
+        ));
         assert!(!opts_out_of_transaction("SELECT 1;\n-- pitcrew:no-transaction\n"));
         assert!(!opts_out_of_transaction("-- pitcrew:no-transactions\n"));
         assert!(!opts_out_of_transaction(""));
@@ -498,7 +531,10 @@ mod tests {
         write(dir.path(), "1_a.up.sql", "SELECT 1;");
         write(dir.path(), "001_b.up.sql", "SELECT 2;");
         let message = invalid(Source::load(dir.path()));
-        assert!(message.contains("1_a.up.sql") && message.contains("001_b.up.sql"), "{message}");
+        assert!(
+            message.contains("1_a.up.sql") && message.contains("001_b.up.sql"),
+            "{message}"
+        );
         assert!(message.contains("version 1"), "{message}");
         // Up and down of one version are a pair, not a duplicate; so are two extensions of
         // different directions.
@@ -525,9 +561,16 @@ mod tests {
     #[test]
     fn non_utf8_sql_is_an_error_with_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("1_latin1.up.sql"), b"SELECT 1;\nSELECT 'caf\xe9';\n").unwrap();
+        std::fs::write(
+            dir.path().join("1_latin1.up.sql"),
+            b"SELECT 1;\nSELECT 'caf\xe9';\n",
+        )
+        .unwrap();
         let message = invalid(Source::load(dir.path()));
-        assert!(message.contains("1_latin1.up.sql") && message.contains("line 2") && message.contains("UTF-8"), "{message}");
+        assert!(
+            message.contains("1_latin1.up.sql") && message.contains("line 2") && message.contains("UTF-8"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -538,13 +581,18 @@ mod tests {
             Err(err @ SourceError::Unreadable(_)) => {
                 assert_eq!(err.exit_code(), ExitCode::NoInput);
                 let message = err.to_string();
-                assert!(message.contains("nope") && message.contains("no such directory"), "{message}");
+                assert!(
+                    message.contains("nope") && message.contains("no such directory"),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }
         write(dir.path(), "file", "x");
         match Source::load(&dir.path().join("file")) {
-            Err(SourceError::Unreadable(message)) => assert!(message.contains("not a directory"), "{message}"),
+            Err(SourceError::Unreadable(message)) => {
+                assert!(message.contains("not a directory"), "{message}");
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -572,11 +620,25 @@ mod tests {
     fn create_writes_the_next_sequential_pair() {
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
-        let (up, down) = create(dir.path(), "create_users", "sql", Numbering::Sequential { digits: 6 }, now).unwrap();
+        let (up, down) = create(
+            dir.path(),
+            "create_users",
+            "sql",
+            Numbering::Sequential { digits: 6 },
+            now,
+        )
+        .unwrap();
         assert_eq!(up.file_name().unwrap(), "000001_create_users.up.sql");
         assert_eq!(down.file_name().unwrap(), "000001_create_users.down.sql");
         assert_eq!(std::fs::read(&up).unwrap(), b"");
-        let (up, _) = create(dir.path(), "add_index", ".sql", Numbering::Sequential { digits: 6 }, now).unwrap();
+        let (up, _) = create(
+            dir.path(),
+            "add_index",
+            ".sql",
+            Numbering::Sequential { digits: 6 },
+            now,
+        )
+        .unwrap();
         assert_eq!(up.file_name().unwrap(), "000002_add_index.up.sql");
         let source = Source::load(dir.path()).unwrap();
         assert_eq!(source.migrations.len(), 2);
@@ -614,7 +676,10 @@ mod tests {
     fn create_refuses_names_that_would_not_parse_back() {
         let dir = tempfile::tempdir().unwrap();
         for name in ["", "a/b", ".hidden", "x.up.y"] {
-            assert!(create(dir.path(), name, "sql", Numbering::Unix, SystemTime::now()).is_err(), "{name:?}");
+            assert!(
+                create(dir.path(), name, "sql", Numbering::Unix, SystemTime::now()).is_err(),
+                "{name:?}"
+            );
         }
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     }
