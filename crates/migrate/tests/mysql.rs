@@ -324,6 +324,19 @@ async fn scripts_with_only_comments_or_a_trailing_comment_apply() {
         })
     );
     assert_eq!(sql(&peer, "SHOW TABLES LIKE 't2'"), "t2");
+
+    // The same state through the server's Unix socket (`unix(/path)` in golang-migrate's form).
+    let mut by_socket = app_url(&peer);
+    by_socket.host = String::new();
+    by_socket.socket = Some(peer.socket());
+    let mut db = Mysql::connect(&by_socket, &options("comments")).await.unwrap();
+    assert_eq!(
+        db.state().await.unwrap(),
+        Some(State {
+            version: 3,
+            dirty: false
+        })
+    );
 }
 
 #[tokio::test]
