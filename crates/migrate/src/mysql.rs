@@ -428,6 +428,9 @@ impl Mysql {
                 result.collect::<Row>().await?;
                 done += 1;
             }
+            // A later statement's error is kept as the pending result and `is_empty` is then
+            // true: only reading on shows it.
+            result.drop_result().await?;
             Ok::<(), MyError>(())
         }
         .await;
@@ -617,27 +620,28 @@ fn tls_options(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Option<Tls
         }
     };
     let verify = verify && !options.tls.insecure();
-    let mut ssl = SslOpts::default().with_disable_built_in_roots(true);
+    let mut ssl = SslOpts::default();
     if verify {
+        // Only the roots named here: mysql_async's built-in set (webpki-roots) would trust
+        // what the image's bundle and x-tls-ca leave out.
+        ssl = ssl.with_disable_built_in_roots(true);
         let roots = if let Some(path) = url.param("x-tls-ca") {
             read_file(Path::new(path), "x-tls-ca")?
         } else {
-            {
-                let bundle = std::env::var_os("SSL_CERT_FILE").map_or_else(
-                    || PathBuf::from(pitcrew_core::tls::DEFAULT_CA_BUNDLE),
-                    PathBuf::from,
-                );
-                match std::fs::read(&bundle) {
-                    Ok(bytes) => bytes,
-                    Err(err) => {
-                        options.tls.warn_once_without_bundle();
-                        return Err(format!(
-                            "tls={mode}: cannot read the CA bundle {} ({}); set SSL_CERT_FILE, or name the \
+            let bundle = std::env::var_os("SSL_CERT_FILE").map_or_else(
+                || PathBuf::from(pitcrew_core::tls::DEFAULT_CA_BUNDLE),
+                PathBuf::from,
+            );
+            match std::fs::read(&bundle) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    options.tls.warn_once_without_bundle();
+                    return Err(format!(
+                        "tls={mode}: cannot read the CA bundle {} ({}); set SSL_CERT_FILE, or name the \
                              server's CA with x-tls-ca=FILE",
-                            bundle.display(),
-                            pitcrew_core::io_error::describe(&err)
-                        ));
-                    }
+                        bundle.display(),
+                        pitcrew_core::io_error::describe(&err)
+                    ));
                 }
             }
         };
