@@ -65,8 +65,10 @@ const LOCK_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A connection to PostgreSQL.
 pub struct Postgres {
-    client: Client,
-    canceller: Canceller,
+    // Boxed: tokio-postgres' client and cancel token are a few hundred bytes, and
+    // `Database` holds this or the MySQL driver by value.
+    client: Box<Client>,
+    canceller: Box<Canceller>,
     /// `"schema"."table"`, quoted.
     state_table: String,
     /// `"schema"."table_pitcrew_checksums"`, quoted.
@@ -289,7 +291,9 @@ fn connect_error(err: &tokio_postgres::Error, target: &str) -> DbError {
         ]
         .contains(code)
         {
-            DbError::Refused(format!("{text} (check the user and password in the database URL)"))
+            DbError::Refused(format!(
+                "{text} (check the user and password in the database URL)"
+            ))
         } else {
             DbError::Refused(text)
         };
@@ -345,7 +349,9 @@ impl Postgres {
         }
         match &url.socket {
             // libpq uses no TLS on a Unix socket either.
-            Some(dir) => config.host_path(dir).ssl_mode(tokio_postgres::config::SslMode::Disable),
+            Some(dir) => config
+                .host_path(dir)
+                .ssl_mode(tokio_postgres::config::SslMode::Disable),
             None => config.host(&url.host).ssl_mode(ssl_mode),
         };
         config.application_name(url.param("application_name").unwrap_or(APPLICATION_NAME));
@@ -362,7 +368,7 @@ impl Postgres {
             // `options` itself is passed through as given (libpq's meaning).
             config.options(options);
         } else if !runtime.is_empty() {
-            config.options(&runtime.join(" "));
+            config.options(runtime.join(" "));
         }
         let tls_config = if ssl_mode == tokio_postgres::config::SslMode::Disable || url.socket.is_some() {
             options.tls.client_config(Verify::Nothing, None)
@@ -401,7 +407,11 @@ impl Postgres {
             })?;
         // golang-migrate's lock: the URL's path (leading `/` included), the schema, the table.
         let lock_id = golang_migrate_lock_id(&format!("/{}", url.database), &[&schema, &options.table]);
-        let state_table = format!("{}.{}", quote_identifier(&schema), quote_identifier(&options.table));
+        let state_table = format!(
+            "{}.{}",
+            quote_identifier(&schema),
+            quote_identifier(&options.table)
+        );
         let checksum_table = format!(
             "{}.{}",
             quote_identifier(&schema),
@@ -409,8 +419,8 @@ impl Postgres {
         );
         tracing::debug!("connected to PostgreSQL at {target}; state table {state_table}, lock id {lock_id}");
         Ok(Postgres {
-            client,
-            canceller,
+            client: Box::new(client),
+            canceller: Box::new(canceller),
             state_table,
             checksum_table,
             lock_id: i64::from(lock_id),
@@ -499,9 +509,12 @@ impl Postgres {
 
     /// Releases the advisory lock.
     pub async fn unlock(&mut self) -> Result<(), DbError> {
-        let released = first_value(&self.client, &format!("SELECT pg_advisory_unlock({})", self.lock_id))
-            .await
-            .map_err(|err| self.other("releasing the migration lock", &err))?;
+        let released = first_value(
+            &self.client,
+            &format!("SELECT pg_advisory_unlock({})", self.lock_id),
+        )
+        .await
+        .map_err(|err| self.other("releasing the migration lock", &err))?;
         if self.locked && released.as_deref() != Some("t") {
             tracing::warn!(
                 "the migration lock (advisory lock {}) was not held by this session when releasing it",
@@ -552,7 +565,10 @@ impl Postgres {
 
     /// The state table's row (none: no table, or no row).
     pub async fn state(&mut self) -> Result<Option<State>, DbError> {
-        let query = format!("SELECT version::text, dirty::text FROM {} LIMIT 2", self.state_table);
+        let query = format!(
+            "SELECT version::text, dirty::text FROM {} LIMIT 2",
+            self.state_table
+        );
         let messages = match self.client.simple_query(&query).await {
             Ok(messages) => messages,
             Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(None),
@@ -588,7 +604,10 @@ impl Postgres {
                     "{} says version -1, dirty: golang-migrate's mark of a failed migration back to no version; shown as version 0, dirty",
                     self.state_table
                 );
-                Ok(Some(State { version: 0, dirty: true }))
+                Ok(Some(State {
+                    version: 0,
+                    dirty: true,
+                }))
             }
             Err(_) if version == -1 => Ok(None),
             Err(_) => Err(DbError::Other(format!(
@@ -609,10 +628,9 @@ impl Postgres {
         Ok(messages
             .iter()
             .filter_map(|message| match message {
-                SimpleQueryMessage::Row(row) => Some((
-                    row.get(0)?.parse::<u64>().ok()?,
-                    row.get(1)?.to_owned(),
-                )),
+                SimpleQueryMessage::Row(row) => {
+                    Some((row.get(0)?.parse::<u64>().ok()?, row.get(1)?.to_owned()))
+                }
                 _ => None,
             })
             .collect())
@@ -647,7 +665,11 @@ impl Postgres {
         }
     }
 
-    async fn apply_in_transaction(&mut self, step: &Step<'_>, statements: &[Statement]) -> Result<(), DbError> {
+    async fn apply_in_transaction(
+        &mut self,
+        step: &Step<'_>,
+        statements: &[Statement],
+    ) -> Result<(), DbError> {
         let script = step.script;
         self.client
             .batch_execute("BEGIN")
@@ -656,7 +678,10 @@ impl Postgres {
         let result = async {
             self.run(script, 0, &script.sql, statements).await?;
             self.check_cancelled(script, None)?;
-            let update = format!("{}COMMIT", self.state_update(step, step.version_after.map(|v| (v, false)))?);
+            let update = format!(
+                "{}COMMIT",
+                self.state_update(step, step.version_after.map(|v| (v, false)))?
+            );
             self.client
                 .batch_execute(&update)
                 .await
@@ -672,7 +697,12 @@ impl Postgres {
         result
     }
 
-    async fn apply_dirty_around(&mut self, step: &Step<'_>, statements: &[Statement], mode: Mode) -> Result<(), DbError> {
+    async fn apply_dirty_around(
+        &mut self,
+        step: &Step<'_>,
+        statements: &[Statement],
+        mode: Mode,
+    ) -> Result<(), DbError> {
         let script = step.script;
         // golang-migrate: the target version, dirty (-1 when the target is no version).
         let dirty_version = match step.version_after {
@@ -692,7 +722,8 @@ impl Postgres {
                 for (index, statement) in statements.iter().enumerate() {
                     self.check_cancelled(script, Some(statement))?;
                     let text = &script.sql[statement.start..statement.end];
-                    self.run(script, statement.start, text, &statements[index..=index]).await?;
+                    self.run(script, statement.start, text, &statements[index..=index])
+                        .await?;
                 }
             }
             _ => self.run(script, 0, &script.sql, statements).await?,
@@ -732,7 +763,11 @@ impl Postgres {
                 );
             }
             Direction::Down => {
-                let _ = write!(sql, " DELETE FROM {} WHERE version = {version};", self.checksum_table);
+                let _ = write!(
+                    sql,
+                    " DELETE FROM {} WHERE version = {version};",
+                    self.checksum_table
+                );
             }
         }
         Ok(sql)
@@ -740,7 +775,13 @@ impl Postgres {
 
     /// Runs `text` (the script, or the statement of it at byte `base`) as one simple query,
     /// counting completed statements so that an error without a position is still placed.
-    async fn run(&self, script: &Script, base: usize, text: &str, statements: &[Statement]) -> Result<(), DbError> {
+    async fn run(
+        &self,
+        script: &Script,
+        base: usize,
+        text: &str,
+        statements: &[Statement],
+    ) -> Result<(), DbError> {
         let stream = self
             .client
             .simple_query_raw(text)
@@ -800,7 +841,9 @@ impl Postgres {
             ));
         };
         let mut message = format!("{place}: {}", server_message(server));
-        let snippet = script.sql[offset.min(script.sql.len())..]
+        let offset = offset.min(script.sql.len());
+        let line_start = script.sql[..offset].rfind('\n').map_or(0, |at| at + 1);
+        let snippet = script.sql[line_start..]
             .lines()
             .next()
             .map(str::trim)
@@ -857,13 +900,21 @@ impl Postgres {
             ));
         }
         self.other(
-            &format!("recording the version of {} in {}", script.path.display(), self.state_table),
+            &format!(
+                "recording the version of {} in {}",
+                script.path.display(),
+                self.state_table
+            ),
             err,
         )
     }
 
     fn other(&self, doing: &str, err: &tokio_postgres::Error) -> DbError {
-        DbError::Other(format!("PostgreSQL at {}: {doing}: {}", self.target, describe(err)))
+        DbError::Other(format!(
+            "PostgreSQL at {}: {doing}: {}",
+            self.target,
+            describe(err)
+        ))
     }
 
     /// Sets the state to `version` (`None`: no row), clean.
@@ -888,17 +939,20 @@ impl Postgres {
 
     /// A handle that cancels the running statement.
     pub fn canceller(&self) -> Canceller {
-        self.canceller.clone()
+        Canceller::clone(&self.canceller)
     }
 }
 
 /// The first column of the first row `query` returns (`None` for SQL NULL or no row).
 async fn first_value(client: &Client, query: &str) -> Result<Option<String>, tokio_postgres::Error> {
     let messages = client.simple_query(query).await?;
-    Ok(messages.iter().find_map(|message| match message {
-        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
-        _ => None,
-    }).flatten())
+    Ok(messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+            _ => None,
+        })
+        .flatten())
 }
 
 /// Drives the connection, logging the server's notices and warnings (a migration's `RAISE
@@ -952,6 +1006,9 @@ mod tests {
         assert_eq!(quote_identifier("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b'"), "E'a\\\\b'''");
-        assert_eq!(runtime_option("search_path", "a b\\c"), "-c search_path=a\\ b\\\\c");
+        assert_eq!(
+            runtime_option("search_path", "a b\\c"),
+            "-c search_path=a\\ b\\\\c"
+        );
     }
 }

@@ -72,14 +72,9 @@ pub fn split(sql: &str) -> Vec<Statement> {
             b'"' => i = skip_quoted(bytes, i, b'"', false),
             b'$' if !follows_identifier(bytes, i) => i = skip_dollar(sql, i),
             _ if is_identifier_start(byte) => {
-                let word_end = i + bytes[i..]
-                    .iter()
-                    .take_while(|b| is_identifier_part(**b))
-                    .count();
+                let word_end = i + bytes[i..].iter().take_while(|b| is_identifier_part(**b)).count();
                 // `E'…'`: a string with backslash escapes.
-                if word_end == i + 1
-                    && (byte == b'e' || byte == b'E')
-                    && bytes.get(word_end) == Some(&b'\'')
+                if word_end == i + 1 && (byte == b'e' || byte == b'E') && bytes.get(word_end) == Some(&b'\'')
                 {
                     i = skip_quoted(bytes, word_end, b'\'', true);
                     continue;
@@ -131,9 +126,7 @@ pub fn line_and_column(sql: &str, offset: usize) -> (usize, usize) {
 /// `text`, which is what was sent.
 pub fn byte_offset_of_position(text: &str, position: u32) -> usize {
     let index = usize::try_from(position.saturating_sub(1)).unwrap_or(usize::MAX);
-    text.char_indices()
-        .nth(index)
-        .map_or(text.len(), |(at, _)| at)
+    text.char_indices().nth(index).map_or(text.len(), |(at, _)| at)
 }
 
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {

@@ -35,7 +35,9 @@ impl MakeRustls {
 /// One handshake with one server name.
 pub struct RustlsConnect {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    /// `None` for a Unix socket (tokio-postgres asks for a connector with an empty name even
+    /// when its TLS mode is `disable`; it never calls it then).
+    name: Option<ServerName<'static>>,
 }
 
 /// The encrypted stream.
@@ -48,7 +50,11 @@ impl MakeTlsConnect<Socket> for MakeRustls {
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, InvalidDnsNameError> {
         // An IP address becomes an IP server name, checked against the certificate's IP SANs.
-        let name = ServerName::try_from(domain.to_owned())?;
+        let name = if domain.is_empty() {
+            None
+        } else {
+            Some(ServerName::try_from(domain.to_owned())?)
+        };
         Ok(RustlsConnect {
             config: Arc::clone(&self.config),
             name,
@@ -63,8 +69,14 @@ impl TlsConnect<Socket> for RustlsConnect {
 
     fn connect(self, stream: Socket) -> Self::Future {
         Box::pin(async move {
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TLS needs a host name (not a Unix socket)",
+                )
+            })?;
             tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await
                 .map(RustlsStream)
         })
