@@ -102,6 +102,8 @@ pub struct Tls {
     /// `(full, chain)` for each CA file a target names.
     per_file: HashMap<PathBuf, (Arc<ClientConfig>, Arc<ClientConfig>)>,
     insecure: bool,
+    /// `--ca-file`, for clients that build their own TLS set-up from files (mysql_async).
+    ca_file: Option<PathBuf>,
     /// Why the CA bundle could not be loaded, warned about once, at the first verified
     /// handshake: a run without TLS targets does not care.
     bundle_problem: Option<String>,
@@ -147,6 +149,7 @@ impl Tls {
             unverified: unverified_config(&provider)?,
             per_file,
             insecure: settings.insecure,
+            ca_file: settings.ca_file.clone(),
             bundle_problem: if settings.insecure { None } else { bundle_problem },
             bundle_warning: Once::new(),
         })
@@ -187,6 +190,12 @@ impl Tls {
     /// Whether `--insecure` was given.
     pub fn insecure(&self) -> bool {
         self.insecure
+    }
+
+    /// `--ca-file`, already checked to hold certificates: for clients that take root
+    /// certificates as files rather than a rustls configuration.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 }
 

@@ -626,26 +626,33 @@ fn tls_options(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Option<Tls
         // what the image's bundle and x-tls-ca leave out.
         ssl = ssl.with_disable_built_in_roots(true);
         let roots = if let Some(path) = url.param("x-tls-ca") {
-            read_file(Path::new(path), "x-tls-ca")?
+            vec![read_file(Path::new(path), "x-tls-ca")?]
         } else {
+            // The image's bundle (or SSL_CERT_FILE) plus --ca-file, as for every other client.
             let bundle = std::env::var_os("SSL_CERT_FILE").map_or_else(
                 || PathBuf::from(pitcrew_core::tls::DEFAULT_CA_BUNDLE),
                 PathBuf::from,
             );
+            let mut roots = Vec::new();
             match std::fs::read(&bundle) {
-                Ok(bytes) => bytes,
-                Err(err) => {
+                Ok(bytes) => roots.push(bytes),
+                Err(err) if options.tls.ca_file().is_none() => {
                     options.tls.warn_once_without_bundle();
                     return Err(format!(
                         "tls={mode}: cannot read the CA bundle {} ({}); set SSL_CERT_FILE, or name the \
-                             server's CA with x-tls-ca=FILE",
+                             server's CA with --ca-file or x-tls-ca=FILE",
                         bundle.display(),
                         pitcrew_core::io_error::describe(&err)
                     ));
                 }
+                Err(_) => options.tls.warn_once_without_bundle(),
             }
+            if let Some(extra) = options.tls.ca_file() {
+                roots.push(read_file(extra, "--ca-file")?);
+            }
+            roots
         };
-        ssl = ssl.with_root_certs(vec![roots.into()]);
+        ssl = ssl.with_root_certs(roots.into_iter().map(Into::into).collect());
     } else {
         ssl = ssl
             .with_danger_accept_invalid_certs(true)

@@ -634,6 +634,34 @@ async fn tls_with_the_servers_ca_and_the_ways_it_is_refused() {
         )
     };
 
+    // The shared --ca-file (pitcrew-core's TLS flags) with tls=true: trusted as for wait and
+    // fetch, besides the image's bundle.
+    let with_ca_file = ConnectOptions {
+        tls: Arc::new(
+            Tls::new(
+                &TlsSettings {
+                    ca_file: Some(PathBuf::from(&ca)),
+                    insecure: false,
+                },
+                [],
+            )
+            .unwrap(),
+        ),
+        ..options("tls_ca_file_state")
+    };
+    let mut db = Mysql::connect(&tls_url(&[("tls", "true")]), &with_ca_file)
+        .await
+        .unwrap();
+    db.ensure_tables().await.unwrap();
+    assert_eq!(db.state().await.unwrap(), None);
+    drop(db);
+    // Without it, the same URL is refused: the test CA is in no bundle.
+    let err = Mysql::connect(&tls_url(&[("tls", "true")]), &options("tls_ca_file_state"))
+        .await
+        .err()
+        .expect("an unknown CA must be refused");
+    assert!(!err.is_retryable(), "{err}");
+
     // golang-migrate's custom configuration: the CA named in the URL, name verified. The user
     // REQUIRE SSL, so getting in proves the connection is encrypted.
     let mut db = Mysql::connect(
