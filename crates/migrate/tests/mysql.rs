@@ -618,7 +618,7 @@ async fn a_state_table_written_by_golang_migrate_is_continued() {
 }
 
 #[tokio::test]
-async fn tls_with_the_servers_ca_and_the_ways_it_is_refused() {
+async fn tls_trusts_the_shared_ca_file_flag() {
     let Some(peer) = MariadbPeer::start_with_tls(&["127.0.0.1"]) else {
         return;
     };
@@ -633,7 +633,6 @@ async fn tls_with_the_servers_ca_and_the_ways_it_is_refused() {
             params,
         )
     };
-
     // The shared --ca-file (pitcrew-core's TLS flags) with tls=true: trusted as for wait and
     // fetch, besides the image's bundle.
     let with_ca_file = ConnectOptions {
@@ -661,6 +660,24 @@ async fn tls_with_the_servers_ca_and_the_ways_it_is_refused() {
         .err()
         .expect("an unknown CA must be refused");
     assert!(!err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_and_the_ways_it_is_refused() {
+    let Some(peer) = MariadbPeer::start_with_tls(&["127.0.0.1"]) else {
+        return;
+    };
+    let ca = peer.ca().unwrap().to_str().unwrap().to_owned();
+    let port = peer.port();
+    let tls_url = |params: &[(&str, &str)]| {
+        url(
+            port,
+            mariadb::TLS_USER,
+            mariadb::PASSWORD,
+            mariadb::DATABASE,
+            params,
+        )
+    };
 
     // golang-migrate's custom configuration: the CA named in the URL, name verified. The user
     // REQUIRE SSL, so getting in proves the connection is encrypted.
