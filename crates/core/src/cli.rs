@@ -72,14 +72,28 @@ pub fn parse_or_exit<P>() -> Result<P, ExitCode>
 where
     P: CommandFactory + FromArgMatches,
 {
-    match try_parse_from::<P, _, _>(std::env::args_os()) {
+    finish_parse(
+        try_parse_from::<P, _, _>(std::env::args_os()),
+        crate::redact::url_passwords_in,
+    )
+}
+
+/// What [`parse_or_exit`] does with a parse result, for tools that parse their own way first
+/// (pitcrew-migrate rewrites golang-migrate's single-dash flags): `--help`/`--version` print
+/// and give 0; a usage error is printed through `redact` and its first line goes to the
+/// termination log, giving 64.
+pub fn finish_parse<P>(
+    parsed: Result<P, clap::Error>,
+    redact: impl Fn(&str) -> String,
+) -> Result<P, ExitCode> {
+    match parsed {
         Ok(parsed) => Ok(parsed),
         Err(err) if !err.use_stderr() => {
             let _ = err.print();
             Err(ExitCode::Ok)
         }
         Err(err) => {
-            let text = crate::redact::url_passwords_in(&err.render().to_string());
+            let text = redact(&err.render().to_string());
             eprint!("{text}");
             let path = std::env::var_os("PITCREW_TERMINATION_LOG")
                 .filter(|path| !path.is_empty())

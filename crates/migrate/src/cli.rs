@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_core::tls::{Tls, TlsArgs};
 
@@ -377,22 +377,7 @@ where
 /// (0 after --help/--version, 64 for a usage error), as `pitcrew_core::cli::parse_or_exit`
 /// does, with golang-migrate's single-dash flags rewritten first.
 pub fn parse_or_exit() -> Result<Args, ExitCode> {
-    match try_parse_from(std::env::args_os()) {
-        Ok(args) => Ok(args),
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            Err(ExitCode::Ok)
-        }
-        Err(err) => {
-            let text = redact_words(&err.render().to_string());
-            eprint!("{text}");
-            let path = std::env::var_os("PITCREW_TERMINATION_LOG")
-                .filter(|path| !path.is_empty())
-                .map_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG), PathBuf::from);
-            write_termination_log(&path, text.lines().next().unwrap_or_default());
-            Err(ExitCode::Usage)
-        }
-    }
+    pitcrew_core::cli::finish_parse(try_parse_from(std::env::args_os()), redact_words)
 }
 
 /// Hides URL passwords (user-info and `password=`) in every word of a message.
