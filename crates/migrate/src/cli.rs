@@ -158,6 +158,11 @@ pub struct Args {
     #[arg(long, global = true, env = "PITCREW_MIGRATE_ALLOW_CHANGED")]
     pub allow_changed: bool,
 
+    /// Go on when sequence-numbered migrations skip a number (000001, 000002, 000004): by
+    /// default that stops `up` and `goto`, as a file probably did not make it into the image.
+    #[arg(long, global = true, env = "PITCREW_MIGRATE_ALLOW_GAPS")]
+    pub allow_gaps: bool,
+
     /// golang-migrate's `-verbose`: log at debug level (unless --log-level says otherwise).
     #[arg(long, global = true, env = "PITCREW_MIGRATE_VERBOSE")]
     pub verbose: bool,
@@ -525,6 +530,7 @@ impl Args {
                 wait_timeout: self.wait_timeout,
                 on_dirty: self.on_dirty,
                 allow_changed: self.allow_changed,
+                allow_gaps: self.allow_gaps,
                 url_shown,
                 force_hint,
             },

@@ -84,6 +84,8 @@ pub struct Settings {
     pub on_dirty: OnDirty,
     /// `--allow-changed`.
     pub allow_changed: bool,
+    /// `--allow-gaps`.
+    pub allow_gaps: bool,
     /// The URL as logs show it (password hidden).
     pub url_shown: String,
     /// The command line to print before `force V` in messages:
@@ -169,6 +171,50 @@ fn down_step(source: &Source, index: usize) -> Result<Step<'_>, MigrateError> {
         script,
         version_after: index.checked_sub(1).map(|i| source.migrations[i].version),
     })
+}
+
+/// Versions at or above this are timestamps (`20240131120000`, Unix seconds), where gaps are
+/// the rule; below it, sequence numbers (`create -seq`: 000001, 000002…), where a gap usually
+/// means a file that did not make it into the image or the ConfigMap.
+const SEQUENCE_LIMIT: u64 = 10_000_000;
+
+/// The missing numbers of a directory numbered in steps of one (mostly), as a message, or
+/// `None` when the versions follow each other, step by more on purpose (10, 20, 30) or are
+/// timestamps. Starting above 1 is no gap: old files may have been squashed away.
+pub fn sequence_gaps(source: &Source) -> Option<String> {
+    let versions: Vec<u64> = source.migrations.iter().map(|m| m.version).collect();
+    if versions.last().is_none_or(|&last| last >= SEQUENCE_LIMIT) {
+        return None;
+    }
+    // Numbered in steps of one, mostly: a directory numbered 10, 20, 30 means its gaps.
+    let (ones, jumps) = versions.windows(2).fold((0, 0), |(ones, jumps), pair| {
+        if pair[1] - pair[0] == 1 {
+            (ones + 1, jumps)
+        } else {
+            (ones, jumps + 1)
+        }
+    });
+    if ones < jumps {
+        return None;
+    }
+    let mut missing = Vec::new();
+    for pair in versions.windows(2) {
+        let (low, high) = (pair[0], pair[1]);
+        if high - low == 2 {
+            missing.push((low + 1).to_string());
+        } else if high - low > 2 {
+            missing.push(format!("{} to {}", low + 1, high - 1));
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the migrations in {} are numbered in sequence but skip {}: a file missing from the image or the ConfigMap? \
+         Nothing was applied (--allow-gaps goes on when the gap is meant)",
+        source.dir.display(),
+        missing.join(", ")
+    ))
 }
 
 /// The steps `action` (up, down or goto) takes from `current`. Checks everything before the
@@ -590,6 +636,39 @@ pub async fn execute(
     result
 }
 
+/// What must hold of the files before anything runs: no applied file changed and none below
+/// the current version skipped (unless `--allow-changed`; `down` only warns), and no number
+/// missing from a sequence (`up` and `goto`, unless `--allow-gaps`).
+fn check_files(
+    source: &Source,
+    current: Option<u64>,
+    checksums: &std::collections::BTreeMap<u64, String>,
+    action: Action,
+    settings: &Settings,
+) -> Result<(), MigrateError> {
+    let audit = audit(source, current, checksums);
+    if audit.blocks() {
+        if settings.allow_changed || matches!(action, Action::Down(_)) {
+            tracing::warn!("{}", audit.describe());
+        } else {
+            return Err(MigrateError::Changed(format!(
+                "{}; nothing was applied (--allow-changed goes on anyway)",
+                audit.describe()
+            )));
+        }
+    }
+    if matches!(action, Action::Up(_) | Action::Goto(_))
+        && let Some(gaps) = sequence_gaps(source)
+    {
+        if settings.allow_gaps {
+            tracing::warn!("{gaps}");
+        } else {
+            return Err(MigrateError::Invalid(gaps));
+        }
+    }
+    Ok(())
+}
+
 /// The part of a run that holds the lock.
 async fn locked(
     db: &mut Database,
@@ -655,17 +734,7 @@ async fn locked(
     }
     let current = state.map(|s| s.version);
     let checksums = interruptible(db.checksums(), shutdown, "reading the checksums").await?;
-    let audit = audit(source, current, &checksums);
-    if audit.blocks() {
-        if settings.allow_changed || matches!(action, Action::Down(_)) {
-            tracing::warn!("{}", audit.describe());
-        } else {
-            return Err(MigrateError::Changed(format!(
-                "{}; nothing was applied (--allow-changed goes on anyway)",
-                audit.describe()
-            )));
-        }
-    }
+    check_files(source, current, &checksums, action, settings)?;
     let planned = plan(source, current, action)?;
     if let Some(note) = &planned.note {
         tracing::warn!("{note}");
@@ -817,6 +886,25 @@ mod tests {
     }
 
     use Direction::{Down, Up};
+
+    #[test]
+    fn gaps_in_sequence_numbers_are_found_and_timestamps_may_skip() {
+        let numbered = |versions: &[u64]| -> Source {
+            let list: Vec<(u64, bool, bool)> = versions.iter().map(|&v| (v, true, true)).collect();
+            source(&list)
+        };
+        assert_eq!(sequence_gaps(&numbered(&[1, 2, 3])), None);
+        let gaps = sequence_gaps(&numbered(&[1, 2, 3, 5, 6, 10])).unwrap();
+        assert!(gaps.contains("skip 4, 7 to 9"), "{gaps}");
+        assert!(gaps.contains("--allow-gaps"), "{gaps}");
+        // Starting above 1 is no gap; numbering in tens means its gaps; timestamps skip.
+        assert_eq!(sequence_gaps(&numbered(&[40, 41])), None);
+        assert_eq!(sequence_gaps(&numbered(&[10, 20, 25, 30])), None);
+        assert_eq!(
+            sequence_gaps(&numbered(&[20_240_101_000_000, 20_240_301_000_000])),
+            None
+        );
+    }
 
     #[test]
     fn up_applies_what_is_pending_from_nil_or_the_current_version() {

@@ -631,3 +631,19 @@ fn postgres_kill_9_mid_migration_leaves_a_state_the_next_run_completes() {
         "1",
     );
 }
+
+/// The "a gap the user did not mean": 000003 did not make it into the directory.
+#[test]
+fn postgres_a_missing_number_in_the_sequence_stops_up_unless_allowed() {
+    let Some((_peer, url)) = pg() else { return };
+    let gapped: Vec<(&str, &str, &str)> = FIVE
+        .iter()
+        .copied()
+        .filter(|(name, _, _)| !name.starts_with("000003"))
+        .collect();
+    let dir = migrations(&gapped);
+    assert_exit(&run(dir.path(), &url, &["up"]), 78, &["skip 3", "--allow-gaps"]);
+    assert_eq!(version(dir.path(), &url), "none", "nothing may be applied");
+    assert_exit(&run(dir.path(), &url, &["--allow-gaps", "up"]), 0, &[]);
+    assert_eq!(version(dir.path(), &url), "5");
+}
