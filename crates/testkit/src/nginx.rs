@@ -141,8 +141,34 @@ impl NginxPeer {
     }
 
     /// nginx's access log so far: one line per request, e.g. to check that none was made.
+    ///
+    /// nginx writes a request's line after it has answered, so a client can see its answer
+    /// before the line is there (a busy machine made a count come out one short). So this first
+    /// makes a request of its own and waits for that one's line: nginx's one worker answers and
+    /// logs in order, so every earlier line is in by then. Its own lines are left out.
     pub fn access_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+        const SYNC: &str = "/pitcrew-access-log-sync";
+        let path = self.dir.path().join("access.log");
+        let read = || fs::read_to_string(&path).unwrap_or_default();
+        let syncs = read().matches(SYNC).count();
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) {
+            use std::io::{Read as _, Write as _};
+            let _ = stream.set_read_timeout(Some(START_DEADLINE));
+            let _ = write!(stream, "GET {SYNC} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut log = read();
+        while log.matches(SYNC).count() <= syncs && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            log = read();
+        }
+        let mut kept = String::new();
+        for line in log.lines().filter(|line| !line.contains(SYNC)) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        kept
     }
 
     /// nginx's error log so far, for assertion messages.

@@ -65,7 +65,7 @@ async fn success_status_is_ready_and_others_say_which_status() {
     assert_eq!(err.reason, "HTTP 404 Not Found (expected 200-299)");
 
     // The request identifies itself, so a server's access log shows who is probing.
-    let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
+    let log = nginx.access_log();
     assert!(
         log.contains(concat!("\"pitcrew-wait/", env!("CARGO_PKG_VERSION"), "\"")),
         "{log}"
@@ -101,7 +101,7 @@ async fn redirects_are_judged_not_followed() {
     };
     check(&settings, &nginx.http_url("/redirect")).await.unwrap();
     // Had the client followed the 301, nginx would have logged a request for /healthz.
-    let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
+    let log = nginx.access_log();
     assert!(log.contains("GET /redirect "), "{log}");
     assert!(!log.contains("/healthz"), "{log}");
 }
@@ -158,7 +158,7 @@ async fn head_requests_use_head() {
         .await
         .unwrap_err();
     assert!(err.reason.starts_with("HTTP 503"), "{err}");
-    let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
+    let log = nginx.access_log();
     assert!(log.contains("\"HEAD /healthz HTTP/1.1\" 200"), "{log}");
     assert!(!log.contains("GET "), "{log}");
 }
@@ -588,7 +588,7 @@ async fn followed_redirects_are_judged_by_the_final_response() {
     check_with(&settings, &with_ca(&nginx), &nginx.https_url("/redirect"))
         .await
         .unwrap();
-    let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
+    let log = nginx.access_log();
     assert!(log.contains("GET /healthz "), "{log}");
 }
 
@@ -613,7 +613,7 @@ async fn redirect_loops_and_endless_chains_are_reasons() {
             .starts_with("more than 10 redirects (the last to http://127.0.0.1:"),
         "{err}"
     );
-    let log = std::fs::read_to_string(nginx.ca_pem_path().with_file_name("access.log")).unwrap();
+    let log = nginx.access_log();
     assert_eq!(log.matches("GET /grow/").count(), 11, "{log}");
     let err = check(&following(), &nginx.http_url("/to-ftp")).await.unwrap_err();
     assert_eq!(
