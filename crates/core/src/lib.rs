@@ -2,7 +2,8 @@
 //!
 //! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log),
 //! [`duration`] (human durations such as `500ms`, `30s`, `5m`, capped) and [`redact`] (hiding
-//! passwords in URL-like text), [`io_error`] (I/O errors as short phrases). Behind cargo features, so a small tool links only what it uses:
+//! passwords in URL-like text), [`io_error`] (I/O errors as short phrases), [`text`] (server text for a log line, exact sizes,
+//! hex). Behind cargo features, so a small tool links only what it uses:
 //!
 //! | feature    | module       | what it gives                                          |
 //! |------------|--------------|--------------------------------------------------------|
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod exit;
 pub mod io_error;
 pub mod redact;
+pub mod text;
 
 #[cfg(feature = "admin")]
 pub mod admin;

@@ -12,13 +12,32 @@
 pub const MASK: &str = "***";
 
 /// Hides the password of one URL-like value (a target, a `DATABASE_URL`): the part between
-/// the first `:` after `scheme://` (or after the start, without a scheme) and the last `@`.
+/// the first `:` after `scheme://` (or after the start, without a scheme) and the last `@`,
+/// and the value of a `password=` query parameter (libpq and the MySQL drivers take one).
 ///
 /// `postgres://app:hunter2@db/app` → `postgres://app:***@db/app`;
-/// `redis://:p@ss/w#rd@cache` → `redis://:***@cache`; text without `user:password@` is
-/// returned unchanged. A `:port/path@x` in an http URL without user-info is over-redacted
-/// (`http://h:***@x`); hiding too much is the safe mistake.
+/// `redis://:p@ss/w#rd@cache` → `redis://:***@cache`;
+/// `postgres://db/app?user=app&password=hunter2` → `postgres://db/app?user=app&password=***`;
+/// text without a password is returned unchanged. A `:port/path@x` in an http URL without
+/// user-info is over-redacted (`http://h:***@x`); hiding too much is the safe mistake.
 pub fn url_password(text: &str) -> String {
+    let hidden = user_info_password(text);
+    let Some(question) = hidden.find('?') else {
+        return hidden;
+    };
+    let (head, query) = hidden.split_at(question + 1);
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}={MASK}"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{}", params.join("&"))
+}
+
+/// The user-info part of [`url_password`].
+fn user_info_password(text: &str) -> String {
     let head = text.find("://").map_or(0, |index| index + 3);
     let Some(at) = text[head..].rfind('@').map(|index| head + index) else {
         return text.to_owned();
@@ -71,6 +90,14 @@ mod tests {
                 "mysql://app:***@tcp(db:3306)/app",
             ),
             ("app:hunter2@db:5432", "app:***@db:5432"),
+            (
+                "postgres://db/app?sslmode=require&Password=hunter2&user=app",
+                "postgres://db/app?sslmode=require&Password=***&user=app",
+            ),
+            (
+                "postgres://app:hunter2@db/app?password=hunter2",
+                "postgres://app:***@db/app?password=***",
+            ),
         ] {
             assert_eq!(url_password(text), shown, "{text}");
         }

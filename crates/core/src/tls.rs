@@ -421,13 +421,23 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path, what: &str) -> Result<(),
     Ok(())
 }
 
+/// The system CA bundle: `SSL_CERT_FILE` (empty counts as unset), else [`DEFAULT_CA_BUNDLE`].
+/// For clients that take root certificates as files (mysql_async); [`Tls`] reads it itself.
+pub fn ca_bundle_path() -> PathBuf {
+    std::env::var_os("SSL_CERT_FILE")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_CA_BUNDLE), PathBuf::from)
+}
+
 /// Adds the system CA bundle (`SSL_CERT_FILE`, else [`DEFAULT_CA_BUNDLE`]). Lenient, like
 /// OpenSSL and Go: a missing bundle or an odd certificate in it is reported, not fatal, since
 /// private CAs via `--ca-file` (or plaintext targets) still work without it.
 fn add_system_bundle(roots: &mut RootCertStore) -> Result<(), String> {
-    let (path, source) = match std::env::var_os("SSL_CERT_FILE").filter(|path| !path.is_empty()) {
-        Some(path) => (PathBuf::from(path), " (from SSL_CERT_FILE)"),
-        None => (PathBuf::from(DEFAULT_CA_BUNDLE), ""),
+    let path = ca_bundle_path();
+    let source = if path == Path::new(DEFAULT_CA_BUNDLE) {
+        ""
+    } else {
+        " (from SSL_CERT_FILE)"
     };
     let pem = std::fs::read(&path).map_err(|err| {
         format!(

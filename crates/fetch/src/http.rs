@@ -349,24 +349,11 @@ pub fn accepts_ranges(headers: &HeaderMap) -> bool {
 
 /// Server text for a message: control characters as spaces, at most `limit` characters.
 pub fn printable(bytes: &[u8], limit: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(limit)
-        .collect();
-    if text.chars().count() > limit {
-        clean.push('…');
-    }
     // Runs of spaces (an HTML page's indentation) say nothing.
-    let mut collapsed = String::with_capacity(clean.len());
-    for word in clean.split_whitespace() {
-        if !collapsed.is_empty() {
-            collapsed.push(' ');
-        }
-        collapsed.push_str(word);
-    }
-    collapsed
+    pitcrew_core::text::printable(bytes, limit)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_core::tls::{Tls, TlsArgs};
 
-use crate::db::{ConnectOptions, DatabaseUrl, Engine, redact_text};
+use crate::db::{ConnectOptions, DatabaseUrl, Engine};
 use crate::engine::{Action, DownLimit, OnDirty, Settings};
 use crate::source::Numbering;
 use crate::{Config, MigrateError};
@@ -382,22 +382,10 @@ where
 /// (0 after --help/--version, 64 for a usage error), as `pitcrew_core::cli::parse_or_exit`
 /// does, with golang-migrate's single-dash flags rewritten first.
 pub fn parse_or_exit() -> Result<Args, ExitCode> {
-    pitcrew_core::cli::finish_parse(try_parse_from(std::env::args_os()), redact_words)
-}
-
-/// Hides URL passwords (user-info and `password=`) in every word of a message.
-fn redact_words(text: &str) -> String {
-    pitcrew_core::redact::url_passwords_in(text)
-        .split(' ')
-        .map(|word| {
-            if word.contains("password=") {
-                redact_text(word)
-            } else {
-                word.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    pitcrew_core::cli::finish_parse(
+        try_parse_from(std::env::args_os()),
+        pitcrew_core::redact::url_passwords_in,
+    )
 }
 
 /// The directory named by `-source=file://DIR` (wins, as in golang-migrate) or `-path`.
@@ -408,7 +396,7 @@ fn source_dir(path: Option<&PathBuf>, source: Option<&str>) -> Result<Option<Pat
     let Some(dir) = source.strip_prefix("file://") else {
         return Err(MigrateError::Usage(format!(
             "unsupported -source {}: pitcrew-migrate reads migrations from a directory only; expected file://DIR or -path=DIR (mount the files as a volume or bake them into an image)",
-            redact_text(source)
+            pitcrew_core::redact::url_password(source)
         )));
     };
     if dir.is_empty() {
@@ -546,7 +534,7 @@ impl Args {
             ));
         };
         let mut url = DatabaseUrl::parse(raw).map_err(MigrateError::Config)?;
-        let url_shown = redact_text(raw.trim());
+        let url_shown = pitcrew_core::redact::url_password(raw.trim());
         if url.engine == Engine::Postgres {
             // lib/pq (golang-migrate's driver) reads these too.
             if url.user.is_empty() {

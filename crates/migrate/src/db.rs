@@ -71,7 +71,7 @@ impl DatabaseUrl {
     /// URL form `mysql://USER:PASSWORD@HOST:PORT/DB` too.
     pub fn parse(text: &str) -> Result<DatabaseUrl, String> {
         let text = text.trim();
-        let shown = redact_text(text);
+        let shown = pitcrew_core::redact::url_password(text);
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(format!(
                 "invalid database URL {shown}: no scheme; expected {PG_FORM} or {MYSQL_FORM}"
@@ -115,26 +115,6 @@ const PG_FORM: &str = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=requi
 /// The MySQL forms, for error messages.
 const MYSQL_FORM: &str =
     "mysql://USER:PASSWORD@tcp(HOST:3306)/DATABASE or mysql://USER:PASSWORD@HOST:3306/DATABASE";
-
-/// Hides the passwords of a database URL's raw text (which may not even parse): the user-info
-/// password as [`pitcrew_core::redact::url_password`] does, and a `password=` query parameter.
-pub fn redact_text(text: &str) -> String {
-    let hidden = pitcrew_core::redact::url_password(text);
-    let Some(question) = hidden.find('?') else {
-        return hidden;
-    };
-    let (head, query) = hidden.split_at(question + 1);
-    let params: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                format!("{key}={}", pitcrew_core::redact::MASK)
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}{}", params.join("&"))
-}
 
 /// Percent-decodes (`%2F` → `/`); `plus_is_space` for query-string rules.
 fn decode(text: &str, plus_is_space: bool, what: &str) -> Result<String, String> {
@@ -672,7 +652,7 @@ mod tests {
         assert!(!format!("{url:?}").contains("hunter2"));
         assert!(!url.redacted().contains("hunter2"));
         assert_eq!(
-            redact_text("postgres://a@b/c?sslmode=x&password=hunter2"),
+            pitcrew_core::redact::url_password("postgres://a@b/c?sslmode=x&password=hunter2"),
             "postgres://a@b/c?sslmode=x&password=***"
         );
     }

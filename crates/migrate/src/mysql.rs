@@ -18,7 +18,7 @@
 mod split;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -629,10 +629,7 @@ fn tls_options(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Option<Tls
             vec![read_file(Path::new(path), "x-tls-ca")?]
         } else {
             // The image's bundle (or SSL_CERT_FILE) plus --ca-file, as for every other client.
-            let bundle = std::env::var_os("SSL_CERT_FILE").map_or_else(
-                || PathBuf::from(pitcrew_core::tls::DEFAULT_CA_BUNDLE),
-                PathBuf::from,
-            );
+            let bundle = pitcrew_core::tls::ca_bundle_path();
             let mut roots = Vec::new();
             match std::fs::read(&bundle) {
                 Ok(bytes) => roots.push(bytes),

@@ -12,7 +12,6 @@
 //! Symbolic links are followed: a ConfigMap mounts every key as one.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -147,12 +146,7 @@ fn parse_version(digits: &str) -> Option<u64> {
 
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    pitcrew_core::text::hex(&Sha256::digest(bytes))
 }
 
 /// Whether the script's first line is the no-transaction mark (surrounding blanks and a UTF-8

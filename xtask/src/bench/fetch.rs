@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Run, gzipped_size, median, timed};
+use super::{Run, gzipped_size, median, megabytes_per_second, timed};
 use crate::images;
 use crate::util::{self, Result};
 
@@ -56,12 +56,6 @@ fn sha256_of(path: &Path) -> Result<String> {
         .next()
         .map(str::to_owned)
         .ok_or_else(|| format!("sha256sum printed {out:?}"))
-}
-
-fn megabytes_per_second(bytes: u64, elapsed: Duration) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let megabytes = bytes as f64 / 1e6;
-    megabytes / elapsed.as_secs_f64()
 }
 
 /// Runs the benchmark; see the module docs.

@@ -122,6 +122,13 @@ pub fn timed(argv: &[String], scratch: &std::path::Path, setup: impl FnOnce(&mut
     Ok(Run { elapsed, rss_kib })
 }
 
+/// Throughput in MB/s (10^6 bytes per second).
+pub fn megabytes_per_second(bytes: u64, elapsed: std::time::Duration) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let megabytes = bytes as f64 / 1e6;
+    megabytes / elapsed.as_secs_f64()
+}
+
 /// The median of `values` (sorted in place).
 pub fn median<T: Copy + Ord>(values: &mut [T]) -> T {
     values.sort_unstable();

@@ -13,7 +13,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Run, gzipped_size, median};
+use super::{Run, gzipped_size, median, megabytes_per_second};
 use crate::images;
 use crate::util::{self, Result};
 
@@ -96,12 +96,6 @@ fn same_files(a: &Path, b: &Path) -> Result<bool> {
             return Ok(false);
         }
     }
-}
-
-fn megabytes_per_second(bytes: u64, elapsed: Duration) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let megabytes = bytes as f64 / 1e6;
-    megabytes / elapsed.as_secs_f64()
 }
 
 /// Runs the benchmark; see the module docs.

@@ -844,18 +844,7 @@ fn push_front(pending: &mut Vec<OsString>, path: &Path) {
 
 /// Bytes for an error message: `10 GiB`, `512 MiB`, `1234 bytes`.
 pub(crate) fn show_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ];
-    for (size, unit) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{} {unit}", bytes / size);
-        }
-    }
-    format!("{bytes} bytes")
+    pitcrew_core::text::exact_size(bytes)
 }
 
 #[cfg(test)]

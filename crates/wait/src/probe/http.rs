@@ -647,21 +647,15 @@ impl Body {
         }
         serde_json::from_slice(bytes).map_err(|err| {
             let within = if self.truncated {
-                format!(" within its first {}", size(MAX_BODY_BYTES))
+                format!(
+                    " within its first {}",
+                    pitcrew_core::text::exact_size(MAX_BODY_BYTES as u64)
+                )
             } else {
                 String::new()
             };
             format!("the body is not JSON{within}: {err}")
         })
-    }
-}
-
-/// `1 MiB`, `64 KiB`, `512 bytes`.
-fn size(bytes: usize) -> String {
-    match bytes {
-        _ if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) => format!("{} MiB", bytes >> 20),
-        _ if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) => format!("{} KiB", bytes >> 10),
-        _ => format!("{bytes} bytes"),
     }
 }
 
@@ -1043,8 +1037,6 @@ mod tests {
                 .contains("recursion limit"),
             "nesting is bounded"
         );
-        assert_eq!(size(MAX_BODY_BYTES), "1 MiB");
-        assert_eq!(size(64 * 1024), "64 KiB");
-        assert_eq!(size(1000), "1000 bytes");
+        assert_eq!(pitcrew_core::text::exact_size(MAX_BODY_BYTES as u64), "1 MiB");
     }
 }

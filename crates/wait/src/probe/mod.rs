@@ -212,19 +212,9 @@ impl Prober {
 
 pub use pitcrew_core::io_error::{describe as describe_io, strip_os_error_suffix};
 
-/// Server text for a log line: lossy UTF-8, control characters replaced, bounded length.
+/// Server text for a log line, at most 300 characters (see [`pitcrew_core::text::printable`]).
 pub(crate) fn printable(bytes: &[u8]) -> String {
-    const LIMIT: usize = 300;
-    let text = String::from_utf8_lossy(bytes);
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(LIMIT)
-        .collect();
-    if text.chars().count() > LIMIT {
-        clean.push('…');
-    }
-    clean.trim().to_owned()
+    pitcrew_core::text::printable(bytes, 300)
 }
 
 #[cfg(test)]
