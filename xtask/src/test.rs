@@ -31,6 +31,10 @@ const PACKAGES: &[&str] = &[
     "zstd",
     "zip",
     "curl",
+    // pitcrew-tail: a real syslog receiver for the syslog sink, GNU coreutils' tail is the
+    // benchmark's anchor (busybox-static above is the other).
+    "rsyslog",
+    "coreutils",
 ];
 
 struct Steps {

@@ -74,9 +74,11 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 
 pub mod certs;
 pub mod examples;
+pub mod http_receiver;
 pub mod mariadb;
 pub mod moto;
 pub mod nginx;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod rsyslog;

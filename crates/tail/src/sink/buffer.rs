@@ -1,0 +1,1 @@
+//! The optional on-disk buffer (`--buffer-dir`). (Skeleton: being written.)

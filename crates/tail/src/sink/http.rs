@@ -1,0 +1,5 @@
+//! The http sink. (Skeleton: being written.)
+
+/// A checked `--sink` value for this sink.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {}

@@ -1,0 +1,164 @@
+//! Where records go, and how they get there without loss. (Contract skeleton: signatures are
+//! fixed; bodies are being written.)
+//!
+//! Every sink is one [`Sink`] implementation (wire format + transport) driven by one worker
+//! ([`spawn_worker`]) that owns everything sinks share: a bounded queue (backpressure: when it
+//! is full, the pipeline waits and reading pauses), batching by size and time, retries with
+//! backoff, the explicit drop policy, the optional disk buffer, and acknowledgements
+//! ([`Ack`]) sent once a batch is delivered, in order, so the checkpoint never runs ahead of
+//! what a sink holds.
+
+pub mod buffer;
+pub mod elasticsearch;
+pub mod http;
+pub mod loki;
+pub mod s3;
+pub mod stdout;
+pub mod syslog;
+pub mod worker;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pitcrew_follow::FileInfo;
+
+use crate::encode::EncodeContext;
+use crate::record::Record;
+
+pub use worker::{SinkHandle, spawn_worker};
+
+/// A sink as named on the command line (`--sink`), checked but not yet connected.
+#[derive(Debug, Clone)]
+pub enum SinkSpec {
+    /// `stdout` (the default): raw lines or JSON records per `--output`.
+    Stdout,
+    /// `http://…` / `https://…`: POST of newline-delimited JSON records.
+    Http(http::HttpSpec),
+    /// `loki+http(s)://host:3100[/path]`: Loki's push API (JSON).
+    Loki(loki::LokiSpec),
+    /// `elasticsearch+http(s)://host:9200/INDEX` (alias `es+`): the `_bulk` API.
+    Elasticsearch(elasticsearch::ElasticsearchSpec),
+    /// `syslog+tcp://host:514` (RFC 5424, octet counting) or `syslog+udp://host:514`.
+    Syslog(syslog::SyslogSpec),
+    /// `s3://bucket/key-template`: gzip batches of ndjson records.
+    S3(s3::S3Spec),
+}
+
+impl SinkSpec {
+    /// Parses one `--sink` value. Errors name the value (credentials masked) and what was
+    /// expected; the caller maps them to exit 64.
+    pub fn parse(_text: &str) -> Result<SinkSpec, String> {
+        todo!()
+    }
+
+    /// The sink as shown in logs and metric labels: scheme, host, port, path; never
+    /// credentials or query secrets.
+    pub fn display_name(&self) -> String {
+        todo!()
+    }
+}
+
+/// Sink settings shared by all sinks of a run (flags, not URL parts).
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// `--header 'Name: value'` for the HTTP-family sinks (values are secrets: never logged).
+    pub headers: Vec<(String, String)>,
+    /// `--ca-file` / `--insecure`.
+    pub tls: pitcrew_core::tls::TlsSettings,
+    /// Per request (connect + send + answer).
+    pub request_timeout: Duration,
+}
+
+/// Batching, retries, backpressure and the drop policy, shared by every sink.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// A batch is sent when it holds this many bytes (approximate encoded size)…
+    pub batch_max_bytes: usize,
+    /// … or when its first record has waited this long.
+    pub batch_max_wait: Duration,
+    /// The most bytes of records a sink's queue holds in memory; when full, reading pauses.
+    pub queue_max_bytes: usize,
+    /// First retry delay; doubles up to `retry_max_delay`, with jitter.
+    pub retry_first_delay: Duration,
+    /// Longest pause between retries.
+    pub retry_max_delay: Duration,
+    /// `--drop-after`: a batch that could not be delivered for this long is dropped (counted
+    /// and logged). `None` (the default): never drop; reading pauses instead.
+    pub drop_after: Option<Duration>,
+    /// `--buffer-dir`: spill queued records to disk instead of pausing reading.
+    pub buffer: Option<BufferConfig>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            batch_max_bytes: 1024 * 1024,
+            batch_max_wait: Duration::from_secs(1),
+            queue_max_bytes: 8 * 1024 * 1024,
+            retry_first_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+            drop_after: None,
+            buffer: None,
+        }
+    }
+}
+
+/// The on-disk buffer.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// Directory (one subdirectory per sink).
+    pub dir: PathBuf,
+    /// Size cap over all sinks; when reached, reading pauses (or drops with `drop_after`).
+    pub max_bytes: u64,
+}
+
+/// What a [`Sink::send`] achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every record is stored by the receiver.
+    All,
+    /// Some records were refused (Elasticsearch per-item errors): `retry` are retried (by
+    /// index into the records sent), `rejected` can never succeed (mapping errors: 4xx other
+    /// than 429) and are dropped, counted and logged. Everything else was stored.
+    Partial {
+        /// Indices to send again.
+        retry: Vec<usize>,
+        /// Indices refused for good.
+        rejected: Vec<usize>,
+        /// The first error, for the log (no secrets).
+        reason: String,
+    },
+}
+
+/// A failed send.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    /// Why, for the log: "loki+http://loki:3100: HTTP 503: …" (no secrets).
+    pub message: String,
+    /// `Retry-After` or similar hint.
+    pub retry_after: Option<Duration>,
+}
+
+/// A wire format plus transport. Sends are sequential: the worker awaits one before the next,
+/// which keeps every file's lines in order per sink.
+pub trait Sink: Send + 'static {
+    /// Sends `records` as one batch (or as several requests, e.g. Loki streams or the syslog
+    /// lines of a batch), returning once the receiver has them.
+    fn send<'a>(
+        &'a mut self,
+        records: &'a [Record],
+        context: &'a EncodeContext,
+    ) -> impl Future<Output = Result<Delivery, SendError>> + Send + 'a;
+}
+
+/// Sent to the pipeline by a worker once records are delivered (or dropped by policy, or
+/// written to the disk buffer): for each file, the highest `end_offset` covered.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// Which sink (index into `Config::sinks`).
+    pub sink: usize,
+    /// Per file, the offset up to which every line is delivered.
+    pub offsets: Vec<(Arc<FileInfo>, u64)>,
+}

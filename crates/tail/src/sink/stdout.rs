@@ -1,0 +1,1 @@
+//! The stdout sink (`kubectl logs` shows what it writes). (Skeleton: being written.)
