@@ -22,7 +22,6 @@ use std::time::Duration;
 
 pub use error::TailError;
 use pitcrew_core::shutdown::Shutdown;
-use pitcrew_core::tls::TlsSettings;
 pub use pitcrew_follow::FollowConfig;
 
 /// When `==> path <==` headers are printed before lines in raw stdout output.
@@ -62,6 +61,8 @@ pub struct Config {
     pub sinks: Vec<sink::SinkSpec>,
     /// Batching, retries, backpressure, drop policy, disk buffer.
     pub delivery: sink::DeliveryConfig,
+    /// Headers, TLS and timeouts of the network sinks.
+    pub sink_options: sink::SinkOptions,
     /// How long SIGTERM waits for in-flight batches before giving up on them.
     pub drain_timeout: Duration,
     /// `--exit-on`: when this path appears, read everything to its end, deliver, exit 0.
@@ -72,8 +73,6 @@ pub struct Config {
     pub ready_sink_failure: Duration,
     /// `/readyz` fails when a growing file has not been read for longer than this.
     pub ready_stall: Duration,
-    /// `--ca-file` / `--insecure` for HTTPS sinks.
-    pub tls: TlsSettings,
 }
 
 /// How a run ended without error.
