@@ -65,6 +65,16 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
         runs: u32,
     },
+    /// pitcrew-tail vs GNU and busybox `tail -F` following a file written as fast as possible;
+    /// JSON records, file → HTTP (nginx), RSS at 100k lines/s, image size.
+    Tail {
+        /// Size of the log written per run, in MiB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+        size_mib: u64,
+        /// Timed runs per follower.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
+    },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -91,6 +101,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Migrate { runs },
         } => bench::migrate(runs),
+        Task::Bench {
+            which: BenchTarget::Tail { size_mib, runs },
+        } => bench::tail(size_mib, runs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 mod fetch;
 mod migrate;
 mod render;
+mod tail;
 mod wait;
 
 use std::process::{Command, Stdio};
@@ -15,6 +16,7 @@ use crate::util::{self, Result};
 pub use fetch::fetch;
 pub use migrate::migrate;
 pub use render::render;
+pub use tail::tail;
 pub use wait::wait;
 
 const HEADER: &str = "# Benchmarks\n\n\
