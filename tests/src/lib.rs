@@ -25,6 +25,8 @@ pub const FETCH_IMAGE: &str = "pitcrew/fetch:dev";
 pub const VALIDATE_IMAGE: &str = "pitcrew/validate:dev";
 /// The pitcrew-migrate image `cargo xtask images` builds.
 pub const MIGRATE_IMAGE: &str = "pitcrew/migrate:dev";
+/// The pitcrew-tail image `cargo xtask images` builds.
+pub const TAIL_IMAGE: &str = "pitcrew/tail:dev";
 /// The busybox comparison image, also a handy peer.
 pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
 
@@ -143,6 +145,17 @@ impl Container {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         )
+    }
+
+    /// What the container wrote to stdout so far (without its stderr): `kubectl logs` of a
+    /// log sidecar, whose own messages go to stderr.
+    pub fn stdout(&self) -> String {
+        let output = output_within(
+            Command::new("docker").args(["logs", &self.name]),
+            Duration::from_secs(30),
+            &self.name,
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Waits until the logs contain `text`; panics with the logs after `deadline`.

@@ -171,6 +171,12 @@ impl NginxPeer {
         kept
     }
 
+    /// The directory nginx writes `access.log` and `error.log` into (its temp dir), e.g. to
+    /// mount into a log sidecar as the seed's emptyDir.
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
     /// nginx's error log so far, for assertion messages.
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
