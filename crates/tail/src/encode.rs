@@ -1,8 +1,23 @@
-//! Records → JSON, the shape every structured sink sends. (Skeleton: being written.)
+//! Records → JSON, the shape every structured sink sends.
 //!
 //! One JSON object per record: `{"time":"2026-12-03T07:41:02.123Z","file":"/var/log/app.log",
-//! "message":"…", <parsed fields>, <added fields>}`. Invalid UTF-8 in a message is replaced by
-//! U+FFFD. No allocation per record: everything is appended to the caller's buffer.
+//! "message":"…", <parsed fields>, <added fields>}`. Invalid UTF-8 in a message (or a path) is
+//! replaced by U+FFFD. No allocation per record: everything is appended to the caller's buffer,
+//! strings are copied in runs between the bytes that need escaping, and the timestamp is
+//! formatted by integer arithmetic.
+//!
+//! Names are unique in every object, by these rules:
+//! - `time`, `file` and `message` are pitcrew's. The message is the line as read (one trailing
+//!   `\r`, from a CRLF file, is left out here; raw output keeps it).
+//! - Added fields (`--field`, pod metadata) are the operator's and win over parsed ones: an
+//!   application cannot overwrite `pod` or `namespace` by logging them.
+//! - A parsed field whose name is `time`, `file`, `message` or an added field's is written as
+//!   `_<name>` (an app's own `{"message":"…"}` becomes `_message`). If `_<name>` is taken too
+//!   (another parsed field or an added field has it), the field is left out: nothing is lost,
+//!   since `message` holds the whole line it was parsed from.
+
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::record::Record;
 
@@ -13,17 +28,476 @@ pub struct EncodeContext {
     pub added_fields: Vec<(String, String)>,
 }
 
+/// The names pitcrew writes itself in every record.
+pub const RESERVED_NAMES: [&str; 3] = ["time", "file", "message"];
+
 /// Appends one JSON object (no newline) for `record` to `out`.
-pub fn json_record(_record: &Record, _context: &EncodeContext, _out: &mut Vec<u8>) {
-    todo!()
+pub fn json_record(record: &Record, context: &EncodeContext, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    rfc3339_millis_bare(record.time, out);
+    out.extend_from_slice(b"\",\"file\":");
+    json_string(record.source.path.as_os_str().as_encoded_bytes(), out);
+    out.extend_from_slice(b",\"message\":");
+    let message = record.message.as_ref();
+    json_string(message.strip_suffix(b"\r").unwrap_or(message), out);
+    for (index, (name, value)) in record.fields.iter().enumerate() {
+        let renamed = is_reserved(name) || is_added(name, context);
+        if renamed {
+            // `_<name>` must not collide with anything else written.
+            let taken = record
+                .fields
+                .iter()
+                .enumerate()
+                .any(|(other, (n, _))| other != index && is_underscored(n, name))
+                || context.added_fields.iter().any(|(n, _)| is_underscored(n, name));
+            if taken {
+                continue;
+            }
+            out.extend_from_slice(b",\"_");
+            json_string_body(name.as_bytes(), out);
+            out.extend_from_slice(b"\":");
+        } else {
+            out.push(b',');
+            json_string(name.as_bytes(), out);
+            out.push(b':');
+        }
+        json_value(value, out);
+    }
+    for (name, value) in &context.added_fields {
+        out.push(b',');
+        json_string(name.as_bytes(), out);
+        out.push(b':');
+        json_string(value.as_bytes(), out);
+    }
+    out.push(b'}');
+}
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name)
+}
+
+fn is_added(name: &str, context: &EncodeContext) -> bool {
+    context.added_fields.iter().any(|(added, _)| added == name)
+}
+
+/// Whether `candidate` is `_` followed by `name`.
+fn is_underscored(candidate: &str, name: &str) -> bool {
+    candidate.strip_prefix('_') == Some(name)
+}
+
+/// A parsed value; strings go through [`json_string`] like everything else.
+fn json_value(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::String(text) => json_string(text.as_bytes(), out),
+        serde_json::Value::Null => out.extend_from_slice(b"null"),
+        serde_json::Value::Bool(true) => out.extend_from_slice(b"true"),
+        serde_json::Value::Bool(false) => out.extend_from_slice(b"false"),
+        other => {
+            // Writing into a Vec cannot fail, and a Value always serializes.
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
 }
 
 /// Appends `text` as a JSON string (quotes included), replacing invalid UTF-8 by U+FFFD.
-pub fn json_string(_text: &[u8], _out: &mut Vec<u8>) {
-    todo!()
+pub fn json_string(text: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    json_string_body(text, out);
+    out.push(b'"');
+}
+
+/// [`json_string`] without the quotes.
+fn json_string_body(text: &[u8], out: &mut Vec<u8>) {
+    // Fast path: valid UTF-8 (the usual case) is escaped as is. Only invalid input pays for
+    // the lossy conversion, which allocates.
+    match std::str::from_utf8(text) {
+        Ok(_) => escape_valid(text, out),
+        Err(_) => escape_valid(String::from_utf8_lossy(text).as_bytes(), out),
+    }
+}
+
+/// Which bytes need an escape: `"`, `\` and the control characters (RFC 8259, section 7).
+/// Bytes ≥ 0x80 are parts of valid UTF-8 sequences here and are copied.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Escapes valid UTF-8, copying the runs between bytes that need an escape.
+fn escape_valid(text: &[u8], out: &mut Vec<u8>) {
+    out.reserve(text.len());
+    let mut run_start = 0;
+    let mut index = 0;
+    while index < text.len() {
+        // Skip eight clean bytes at a time (most lines have nothing to escape).
+        if let Some(word) = text.get(index..index + 8) {
+            let word = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            if !word_needs_escape(word) {
+                index += 8;
+                continue;
+            }
+        }
+        let byte = text[index];
+        index += 1;
+        if !NEEDS_ESCAPE[usize::from(byte)] {
+            continue;
+        }
+        out.extend_from_slice(&text[run_start..index - 1]);
+        run_start = index;
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            control => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(control >> 4)],
+                HEX[usize::from(control & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&text[run_start..]);
+}
+
+/// Whether any byte of `word` is a control character, `"` or `\` (the classic "has a zero
+/// byte" and "has a byte below n" bit tricks, exact for whether such a byte exists).
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    below_space | has_zero(quote) | has_zero(backslash) != 0
 }
 
 /// Appends an RFC 3339 UTC timestamp with milliseconds, e.g. `2026-12-03T07:41:02.123Z`.
-pub fn rfc3339_millis(_time: std::time::SystemTime, _out: &mut Vec<u8>) {
-    todo!()
+pub fn rfc3339_millis(time: SystemTime, out: &mut Vec<u8>) {
+    rfc3339_millis_bare(time, out);
+}
+
+/// The timestamp, by integer arithmetic (no allocation, no time-zone database): times before
+/// 1970 are written as 1970-01-01T00:00:00.000Z and times after 9999 as the last millisecond
+/// of 9999, so the output is always 24 bytes of valid RFC 3339. The date and time of day are
+/// formatted once per second per thread (records of a batch share their second; the release
+/// build is optimised for size, where each 64-bit division is a slow instruction).
+fn rfc3339_millis_bare(time: SystemTime, out: &mut Vec<u8>) {
+    const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (secs, millis) = if since.as_secs() > MAX_SECS {
+        (MAX_SECS, 999)
+    } else {
+        (since.as_secs(), since.subsec_millis())
+    };
+    let prefix = LAST_SECOND.with(|last| {
+        let (cached_secs, cached) = last.get();
+        if cached_secs == secs {
+            return cached;
+        }
+        let formatted = date_and_time(secs);
+        last.set((secs, formatted));
+        formatted
+    });
+    out.extend_from_slice(&prefix);
+    // `millis` is below 1000, so each digit fits a u8.
+    #[allow(clippy::cast_possible_truncation)]
+    let digits = [
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ];
+    out.extend_from_slice(&digits);
+}
+
+thread_local! {
+    /// The last second formatted by this thread: `YYYY-MM-DDTHH:MM:SS`.
+    static LAST_SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (at most year 9999).
+fn date_and_time(secs: u64) -> [u8; 19] {
+    let days = secs / 86_400;
+    let in_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (in_day / 3600, (in_day / 60) % 60, in_day % 60);
+    let mut text = *b"0000-00-00T00:00:00";
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], hour);
+    put_digits(&mut text[14..16], minute);
+    put_digits(&mut text[17..19], second);
+    text
+}
+
+/// Writes `value` as decimal digits filling `slot` (zero-padded on the left).
+fn put_digits(slot: &mut [u8], mut value: u64) {
+    for digit in slot.iter_mut().rev() {
+        // `value % 10` is below 10, so the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let last = (value % 10) as u8;
+        *digit = b'0' + last;
+        value /= 10;
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`, for non-negative day counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use pitcrew_follow::{FileInfo, FileKey, Fingerprint};
+    use serde_json::{Value, json};
+
+    fn info(path: &str) -> Arc<FileInfo> {
+        Arc::new(FileInfo {
+            id: 1,
+            key: test_key(),
+            path: PathBuf::from(path),
+        })
+    }
+
+    fn test_key() -> FileKey {
+        FileKey {
+            dev: 1,
+            ino: 2,
+            fingerprint: Fingerprint { len: 0, hash: 0 },
+        }
+    }
+
+    fn record(message: &[u8], fields: Vec<(String, Value)>) -> Record {
+        Record {
+            source: info("/var/log/app.log"),
+            end_offset: 0,
+            time: UNIX_EPOCH + Duration::from_millis(1_796_283_662_123),
+            message: Bytes::copy_from_slice(message),
+            fields,
+        }
+    }
+
+    fn encode(record: &Record, added: &[(&str, &str)]) -> Vec<u8> {
+        let context = EncodeContext {
+            added_fields: added
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let mut out = Vec::new();
+        json_record(record, &context, &mut out);
+        out
+    }
+
+    fn string(text: &[u8]) -> String {
+        let mut out = Vec::new();
+        json_string(text, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn time(time: SystemTime) -> String {
+        let mut out = Vec::new();
+        rfc3339_millis(time, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_record_is_one_object_in_the_documented_order() {
+        let out = encode(
+            &record(b"GET / 200", vec![("status".into(), json!(200))]),
+            &[("pod", "web-1")],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"time":"2026-12-03T07:41:02.123Z","file":"/var/log/app.log","message":"GET / 200","status":200,"pod":"web-1"}"#
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped_per_rfc_8259() {
+        assert_eq!(string(b"plain"), r#""plain""#);
+        assert_eq!(string(b""), r#""""#);
+        assert_eq!(string(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(string(b"\n\r\t\x08\x0c"), r#""\n\r\t\b\f""#);
+        assert_eq!(string(b"\x00\x01\x1f\x7f"), "\"\\u0000\\u0001\\u001f\x7f\"");
+        assert_eq!(string("héllo ✓ 😀".as_bytes()), "\"héllo ✓ 😀\"");
+        // Every one of the 256 bytes, alone and in a run, round-trips through serde_json.
+        for byte in 0..=255u8 {
+            let text = [b'x', byte, b'y'];
+            let parsed: String = serde_json::from_str(&string(&text)).unwrap();
+            assert_eq!(parsed, String::from_utf8_lossy(&text), "byte {byte:#x}");
+        }
+    }
+
+    /// The eight-bytes-at-a-time skip finds every byte that needs escaping, wherever it is
+    /// in the word, next to any other byte.
+    #[test]
+    fn the_word_scan_misses_no_byte() {
+        for byte in 0..=127u8 {
+            for position in 0..20 {
+                for filler in [b'x', b'~', 0x20, 0x21, 0x7f] {
+                    let mut text = vec![filler; 20];
+                    text[position] = byte;
+                    let parsed: String = serde_json::from_str(&string(&text)).unwrap();
+                    assert_eq!(parsed.as_bytes(), text.as_slice(), "{byte:#x} at {position}");
+                }
+            }
+            let word = u64::from_le_bytes([byte; 8]);
+            assert_eq!(
+                word_needs_escape(word),
+                NEEDS_ESCAPE[usize::from(byte)],
+                "{byte:#x}"
+            );
+        }
+        let long = "é✓😀 \"x\" ".repeat(50);
+        let parsed: String = serde_json::from_str(&string(long.as_bytes())).unwrap();
+        assert_eq!(parsed, long);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_the_replacement_character() {
+        assert_eq!(string(b"ok \xff\xfe end"), "\"ok \u{fffd}\u{fffd} end\"");
+        assert_eq!(string(b"cut \xe2\x9c"), "\"cut \u{fffd}\"");
+        let out = encode(&record(b"bad \xc3\x28 \"q\"", vec![]), &[]);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["message"], "bad \u{fffd}( \"q\"");
+    }
+
+    #[test]
+    fn a_crlf_lines_carriage_return_is_left_out_of_json_only_at_the_end() {
+        let value: Value = serde_json::from_slice(&encode(&record(b"a\r\nb\r", vec![]), &[])).unwrap();
+        assert_eq!(value["message"], "a\r\nb");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(time(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            time(UNIX_EPOCH + Duration::from_millis(951_782_400_007)),
+            "2000-02-29T00:00:00.007Z"
+        );
+        assert_eq!(
+            time(UNIX_EPOCH + Duration::from_secs(4_107_542_399)),
+            "2100-02-28T23:59:59.000Z"
+        );
+        assert_eq!(
+            time(UNIX_EPOCH - Duration::from_secs(10)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            time(UNIX_EPOCH + Duration::from_secs(400_000_000_000)),
+            "9999-12-31T23:59:59.999Z"
+        );
+        // Cross-check a spread of instants against jiff.
+        for secs in (0..4_000_000_000u64).step_by(7_777_777) {
+            let at = UNIX_EPOCH + Duration::from_millis(secs * 1000 + secs % 1000);
+            let timestamp = jiff::Timestamp::try_from(at).unwrap();
+            let expected = timestamp.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            assert_eq!(time(at), expected, "{secs}");
+        }
+    }
+
+    #[test]
+    fn parsed_fields_never_overwrite_pitcrews_or_added_fields() {
+        let fields = vec![
+            ("message".to_owned(), json!("app's message")),
+            ("time".to_owned(), json!("app's time")),
+            ("pod".to_owned(), json!("spoofed")),
+            ("level".to_owned(), json!("info")),
+            ("file".to_owned(), json!("x")),
+            ("_file".to_owned(), json!("already there")),
+        ];
+        let out = encode(&record(b"line", fields), &[("pod", "web-1")]);
+        let text = String::from_utf8(out.clone()).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["message"], "line");
+        assert_eq!(value["_message"], "app's message");
+        assert_eq!(value["_time"], "app's time");
+        assert_eq!(value["pod"], "web-1");
+        assert_eq!(value["_pod"], "spoofed");
+        assert_eq!(value["level"], "info");
+        assert_eq!(value["file"], "/var/log/app.log");
+        // `file` → `_file` is taken by a parsed field: the renamed one is left out.
+        assert_eq!(value["_file"], "already there");
+        assert_eq!(text.matches("\"_file\"").count(), 1, "{text}");
+        // No name appears twice.
+        let object = value.as_object().unwrap();
+        assert_eq!(text.matches("\":").count(), object.len(), "{text}");
+    }
+
+    #[test]
+    fn odd_paths_and_values_stay_valid_json() {
+        let mut record = record(b"x", vec![("n".into(), json!({"a": [1, null, "\u{1}"]}))]);
+        record.source = info("/var/log/with space/\"quoted\"\\.log");
+        let out = encode(&record, &[("k\"ey", "va\nlue")]);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["file"], "/var/log/with space/\"quoted\"\\.log");
+        assert_eq!(value["n"]["a"][2], "\u{1}");
+        assert_eq!(value["k\"ey"], "va\nlue");
+    }
+
+    /// Throughput of the JSON path; prints, never asserts timing. Run with
+    /// `cargo test --release -p pitcrew-tail --lib encode -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn json_records_per_second() {
+        let line = b"10.0.0.1 - - [03/Dec/2026:07:41:02 +0000] \"GET /index.html HTTP/1.1\" 200 612 \"-\" \"curl/8.5\"";
+        let record = record(line, vec![]);
+        let context = EncodeContext {
+            added_fields: vec![
+                ("pod".into(), "web-7f9c".into()),
+                ("namespace".into(), "shop".into()),
+            ],
+        };
+        let mut out = Vec::with_capacity(1 << 20);
+        let count = 5_000_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..count {
+            json_record(&record, &context, &mut out);
+            out.push(b'\n');
+            if out.len() > (1 << 20) - 512 {
+                out.clear();
+            }
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "{count} JSON records in {elapsed:?}: {:.2} M records/s",
+            f64::from(count) / elapsed.as_secs_f64() / 1e6
+        );
+    }
 }
