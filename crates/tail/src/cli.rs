@@ -644,7 +644,7 @@ impl Args {
             admin_addr: self.admin_addr,
             ready_sink_failure: self.ready_sink_failure,
             ready_stall: self.ready_stall,
-            tls: self.tls.settings(),
+            sink_options,
         })
     }
 
