@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// What the receiver does with one request.
@@ -86,9 +86,11 @@ struct State {
     script: VecDeque<Action>,
 }
 
+/// A control request; the sender is told when it is done (a std channel: callers block on
+/// it, from inside a runtime or not).
 enum Command {
-    Stop(oneshot::Sender<()>),
-    Start(oneshot::Sender<()>),
+    Stop(std::sync::mpsc::Sender<()>),
+    Start(std::sync::mpsc::Sender<()>),
 }
 
 /// The running receiver; stopped when dropped.
@@ -102,20 +104,29 @@ pub struct HttpReceiver {
 impl HttpReceiver {
     /// Starts listening on a free port of 127.0.0.1.
     pub fn start() -> HttpReceiver {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("cannot build the receiver's runtime");
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
+        // Bound here, served on a thread with its own runtime: callers may be inside a
+        // runtime (async tests) or not.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("cannot bind 127.0.0.1:0 for the HTTP receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("cannot make the listener non-blocking");
         let port = listener.local_addr().expect("no local address").port();
         let state = Arc::new(Mutex::new(State::default()));
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("http-receiver".into())
-            .spawn(move || runtime.block_on(serve(listener, port, shared, receiver)))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot build the receiver's runtime");
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener).expect("cannot serve the listener");
+                    serve(listener, port, shared, receiver).await;
+                });
+            })
             .expect("cannot start the receiver's thread");
         HttpReceiver {
             port,
@@ -146,6 +157,11 @@ impl HttpReceiver {
         state.script.extend(std::iter::repeat_n(action, count));
     }
 
+    /// Forgets what is scripted: requests get the default answers again.
+    pub fn clear_script(&self) {
+        self.lock().script.clear();
+    }
+
     /// The next `count` requests get `status` (with an empty header list).
     pub fn fail_next(&self, status: u16, count: usize) {
         self.script(Action::Status(status, Vec::new()), count);
@@ -161,14 +177,14 @@ impl HttpReceiver {
         self.command(Command::Start);
     }
 
-    fn command(&self, make: fn(oneshot::Sender<()>) -> Command) {
-        let (done, wait) = oneshot::channel();
+    fn command(&self, make: fn(std::sync::mpsc::Sender<()>) -> Command) {
+        let (done, wait) = std::sync::mpsc::channel();
         self.commands
             .as_ref()
             .expect("receiver running")
             .send(make(done))
             .expect("the receiver's thread is gone");
-        wait.blocking_recv().expect("the receiver's thread is gone");
+        wait.recv().expect("the receiver's thread is gone");
     }
 
     /// Every request so far.

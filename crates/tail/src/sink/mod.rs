@@ -127,6 +127,13 @@ impl SinkSpec {
 
 /// Parses an `http(s)://` URL and checks what every HTTP-family sink needs: a host.
 fn http_url(text: &str) -> Result<url::Url, String> {
+    // The url crate reads `http:///path` as host `path`: the authority must be there as typed.
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("missing host".to_owned());
+    }
     let url = url::Url::parse(text).map_err(|err| err.to_string())?;
     match url.host_str() {
         Some(host) if !host.is_empty() => Ok(url),
