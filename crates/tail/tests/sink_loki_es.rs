@@ -17,17 +17,26 @@ use serde_json::Value;
 use sink_support::{acked, fast_delivery, file, json_lines, lines, options, record, run};
 
 fn loki(url: &str) -> LokiSink {
-    let Ok(SinkSpec::Loki(spec)) = SinkSpec::parse(url) else { panic!("{url}") };
+    let Ok(SinkSpec::Loki(spec)) = SinkSpec::parse(url) else {
+        panic!("{url}")
+    };
     LokiSink::new(&spec, &options()).expect("sink builds")
 }
 
 fn es(url: &str) -> ElasticsearchSink {
-    let Ok(SinkSpec::Elasticsearch(spec)) = SinkSpec::parse(url) else { panic!("{url}") };
+    let Ok(SinkSpec::Elasticsearch(spec)) = SinkSpec::parse(url) else {
+        panic!("{url}")
+    };
     ElasticsearchSink::new(&spec, &options()).expect("sink builds")
 }
 
 fn nanos(record: &Record) -> String {
-    record.time.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos().to_string()
+    record
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string()
 }
 
 #[tokio::test]
@@ -58,7 +67,10 @@ async fn loki_push_body_field_by_field() {
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!(request.path, "/loki/api/v1/push", "default path, tenant= not passed on");
+    assert_eq!(
+        request.path, "/loki/api/v1/push",
+        "default path, tenant= not passed on"
+    );
     assert_eq!(request.header("x-scope-orgid"), Some("team-a"));
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.status, Some(204));
@@ -84,10 +96,16 @@ async fn loki_push_body_field_by_field() {
         assert!(value[0].is_string(), "timestamps are strings");
         assert_eq!(value[0].as_str().unwrap().len(), 19, "nanoseconds since 1970");
     }
-    assert_eq!(streams[1]["values"], serde_json::json!([[nanos(&other), "from b"]]));
+    assert_eq!(
+        streams[1]["values"],
+        serde_json::json!([[nanos(&other), "from b"]])
+    );
     assert_eq!(
         acked(&acks),
-        vec![("/var/log/app/a.log".to_owned(), 300), ("/var/log/app/b \"quoted\".log".to_owned(), 7)]
+        vec![
+            ("/var/log/app/a.log".to_owned(), 300),
+            ("/var/log/app/b \"quoted\".log".to_owned(), 7)
+        ]
     );
 }
 
@@ -95,12 +113,20 @@ async fn loki_push_body_field_by_field() {
 async fn loki_errors_are_retried() {
     let receiver = HttpReceiver::start();
     receiver.script(Action::Body(429, "Ingestion rate limit exceeded".into()), 2);
-    let running = run(loki(&receiver.url("/custom").replace("http://", "loki+http://")), &fast_delivery(), EncodeContext::default());
+    let running = run(
+        loki(&receiver.url("/custom").replace("http://", "loki+http://")),
+        &fast_delivery(),
+        EncodeContext::default(),
+    );
     running.handle.push(lines(&file(1, "/a"), 0, 3).into()).await;
     let (_, metrics) = running.finish().await;
     let requests = receiver.requests();
     assert_eq!(requests.len(), 3);
-    assert!(requests.iter().all(|r| r.path == "/custom" && r.body == requests[0].body));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path == "/custom" && r.body == requests[0].body)
+    );
     assert_eq!(metrics.retries.get(), 2);
     assert_eq!(metrics.delivered_records.get(), 3);
 }
@@ -109,7 +135,9 @@ async fn loki_errors_are_retried() {
 #[tokio::test]
 async fn elasticsearch_bulk_pairs() {
     let receiver = HttpReceiver::start();
-    let url = receiver.url("/logs-app").replace("http://", "es+http://elastic:changeme@");
+    let url = receiver
+        .url("/logs-app")
+        .replace("http://", "es+http://elastic:changeme@");
     let context = EncodeContext {
         added_fields: vec![("pod".into(), "p".into())],
     };
@@ -120,7 +148,10 @@ async fn elasticsearch_bulk_pairs() {
     let request = &receiver.requests()[0];
     assert_eq!(request.path, "/_bulk");
     assert_eq!(request.header("content-type"), Some("application/x-ndjson"));
-    assert_eq!(request.header("authorization"), Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ=="));
+    assert_eq!(
+        request.header("authorization"),
+        Some("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==")
+    );
     let body = request.text();
     assert!(body.ends_with('\n'), "a bulk body ends with a newline");
     let body_lines: Vec<&str> = body.lines().collect();
@@ -149,12 +180,26 @@ async fn elasticsearch_partial_failure_resends_only_failed_items() {
     let requests = receiver.requests();
     assert_eq!(requests.len(), 3, "{requests:?}");
     let sources = |i: usize| -> Vec<String> {
-        requests[i].text().lines().skip(1).step_by(2).map(str::to_owned).collect()
+        requests[i]
+            .text()
+            .lines()
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
     };
     let all = json_lines(&records, &EncodeContext::default());
     assert_eq!(sources(0), all);
-    assert_eq!(sources(1), vec![all[1].clone(), all[4].clone()], "only the 429 and 503 items");
-    assert_eq!(sources(2), vec![all[4].clone()], "only the item that failed again");
+    assert_eq!(
+        sources(1),
+        vec![all[1].clone(), all[4].clone()],
+        "only the 429 and 503 items"
+    );
+    assert_eq!(
+        sources(2),
+        vec![all[4].clone()],
+        "only the item that failed again"
+    );
     assert_eq!(metrics.dropped_records.get(), 1, "the mapping error");
     assert_eq!(metrics.delivered_records.get(), 4);
     assert_eq!(metrics.retries.get(), 3, "two items, then one");
@@ -179,7 +224,14 @@ async fn elasticsearch_413_splits_and_garbage_is_retried() {
     assert_eq!(counts, vec![6, 6, 6, 3, 3], "garbage, hang-up, 413, then halves");
     let delivered: Vec<String> = requests[3..]
         .iter()
-        .flat_map(|r| r.text().lines().skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|r| {
+            r.text()
+                .lines()
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(delivered, json_lines(&records, &EncodeContext::default()));
     assert_eq!(metrics.retries.get(), 2);

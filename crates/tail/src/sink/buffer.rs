@@ -12,6 +12,10 @@
 //!   worker has drained it, so lines stay in order per file.
 //! - Durable, then acknowledged: every append is written and fsynced before the records are
 //!   acknowledged; the checkpoint may pass them because the spool survives a restart.
+//! - When records are spooled while the worker retries an in-memory batch, the worker moves
+//!   that batch and everything queued in memory to a segment in front of the spool (they are
+//!   older) and acknowledges them: so during an outage the checkpoint follows what is read,
+//!   and a kill repeats no more than the unacknowledged tail.
 //! - At start, segments a previous run left are replayed first; their records were
 //!   acknowledged by that run and are not acknowledged again. A segment is deleted only once
 //!   all its records are delivered (or dropped by policy), so a kill repeats at most one
@@ -40,6 +44,10 @@ use crate::record::Record;
 
 /// Bytes of a record's frame before its body: length and checksum.
 const FRAME_HEADER: usize = 12;
+
+/// The first segment number of a new spool: high, so segments can be put in front of the
+/// oldest one ([`Spool::prepend`]) without renaming anything.
+const FIRST_SEQUENCE: u64 = 1 << 40;
 
 /// Per buffer directory, the bytes every sink's spool holds now (the cap is shared).
 fn usage_of(dir: &Path) -> Arc<AtomicU64> {
@@ -73,6 +81,8 @@ pub struct Spool {
     writing: Option<(PathBuf, u64)>,
     file: Option<File>,
     next_sequence: u64,
+    /// The lowest segment number in use or used.
+    lowest_sequence: u64,
     segment_max: u64,
     /// Records are (or are about to be) spooled: pushes go here until the worker drains it.
     pub(crate) active: bool,
@@ -136,7 +146,12 @@ impl Spool {
             max_bytes: config.max_bytes,
             usage,
             own_bytes,
-            next_sequence: segments.last().map_or(0, |(sequence, _, _)| sequence + 1),
+            next_sequence: segments
+                .last()
+                .map_or(FIRST_SEQUENCE, |(sequence, _, _)| sequence + 1),
+            lowest_sequence: segments
+                .first()
+                .map_or(FIRST_SEQUENCE, |(sequence, _, _)| *sequence),
             active: !segments.is_empty(),
             closed: segments.into_iter().map(|(_, path, size)| (path, size)).collect(),
             writing: None,
@@ -209,6 +224,34 @@ impl Spool {
         self.usage.fetch_add(length, Ordering::SeqCst);
         self.active = true;
         super::worker::merge_offsets(&mut self.unacked, records);
+        Ok(())
+    }
+
+    /// Writes `encoded` as a segment before every other one (the worker's in-memory records,
+    /// which are older than anything spooled) and fsyncs it. Marks the spool active.
+    pub async fn prepend(&mut self, encoded: Vec<u8>) -> io::Result<()> {
+        let sequence = self.lowest_sequence.saturating_sub(1);
+        let path = self.dir.join(format!("seg-{sequence:016}.spool"));
+        let dir = self.dir.clone();
+        let length = encoded.len() as u64;
+        let write_path = path.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&write_path)?;
+            file.write_all(&encoded)?;
+            file.sync_data()?;
+            File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.lowest_sequence = sequence;
+        self.closed.push_front((path, length));
+        self.own_bytes += length;
+        self.usage.fetch_add(length, Ordering::SeqCst);
+        self.active = true;
         Ok(())
     }
 
@@ -480,10 +523,13 @@ mod tests {
             .map(|i| record("/a", i, &format!("line {i}"), vec![]))
             .collect();
         let encoded = Spool::encode(&records);
+        let boundaries: Vec<usize> = (1..=5).map(|n| Spool::encode(&records[..n]).len()).collect();
         for cut in 1..encoded.len() {
             let (decoded, problem) = decode_records(&encoded[..cut], &mut Files::default());
-            assert!(decoded.len() < 5);
-            assert!(problem.is_some(), "cut at {cut}");
+            let whole = boundaries.iter().filter(|&&end| end <= cut).count();
+            assert_eq!(decoded.len(), whole, "cut at {cut}");
+            // A cut between records is a shorter valid segment; anywhere else it is damage.
+            assert_eq!(problem.is_some(), !boundaries.contains(&cut), "cut at {cut}");
         }
         let mut corrupt = encoded.clone();
         let third = corrupt.len() / 2;

@@ -524,6 +524,7 @@ impl<S: Sink> Worker<S> {
             Backoff::new(self.retry_first_delay, self.retry_max_delay).with_warmup(Duration::ZERO);
         let mut todo: Option<Vec<Record>> = None;
         let mut attempt: u64 = 0;
+        let mut evacuated: Vec<Record> = Vec::new();
         let metrics = self.shared.metrics.clone();
         loop {
             let sending: &[Record] = todo.as_deref().unwrap_or(&records);
@@ -564,6 +565,17 @@ impl<S: Sink> Worker<S> {
             attempt += 1;
             let (message, retry_after) = failure;
             let sending: &[Record] = todo.as_deref().unwrap_or(&records);
+            if ack
+                && self.shared.spool_active.load(Ordering::SeqCst)
+                && let Some(moved) = self.evacuate(sending).await
+            {
+                tracing::warn!(
+                    "sink {message}; moved {} records to the disk buffer, delivered from there once the sink is back",
+                    sending.len() + moved.len()
+                );
+                evacuated = moved;
+                break;
+            }
             let elapsed = started.elapsed();
             if let Some(limit) = self.drop_after
                 && elapsed >= limit
@@ -583,16 +595,7 @@ impl<S: Sink> Worker<S> {
                 // One last attempt when the drop deadline comes, not a backoff step after it.
                 delay = delay.min(limit.saturating_sub(elapsed));
             }
-            let waiting = self.shared.waiting.load(Ordering::Relaxed);
-            let line = format!(
-                "sink {message}; retry {attempt} in {}; {waiting} records waiting",
-                show_duration(delay)
-            );
-            if message.contains(super::http::CLIENT_ERROR_HINT) {
-                tracing::error!("{line}");
-            } else {
-                tracing::warn!("{line}");
-            }
+            log_retry(&self.shared, &message, attempt, delay);
             tokio::time::sleep(delay).await;
         }
         self.shared.waiting.fetch_sub(
@@ -606,8 +609,53 @@ impl<S: Sink> Worker<S> {
         if ack {
             let mut offsets = Vec::new();
             merge_offsets(&mut offsets, &records);
+            merge_offsets(&mut offsets, &evacuated);
             send_ack(&self.shared, offsets);
         }
+    }
+
+    /// The spool took over while `failed` (the rest of an in-memory batch) is being retried:
+    /// writes it, and every record queued in memory behind it, to a segment in front of the
+    /// spool. Returns the queued records moved (their permits given back), or `None` when the
+    /// buffer cannot be written (then retrying goes on).
+    async fn evacuate(&mut self, failed: &[Record]) -> Option<Vec<Record>> {
+        let shared = Arc::clone(&self.shared);
+        let spool = shared.spool.as_ref()?;
+        loop {
+            match self.queue.try_recv() {
+                Ok(chunk) => self.take_chunk(&chunk),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        let mut encoded = Spool::encode(failed);
+        for (record, _) in &self.pending {
+            buffer::encode_record(record, &mut encoded);
+        }
+        let mut spool = spool.lock().await;
+        if let Err(err) = spool.prepend(encoded).await {
+            tracing::error!(
+                "sink {}: cannot write the disk buffer: {}; retrying the sink instead",
+                self.name,
+                pitcrew_core::io_error::describe(&err)
+            );
+            return None;
+        }
+        self.shared.metrics.buffered_bytes.set(gauge(spool.bytes()));
+        drop(spool);
+        let moved: Vec<(Record, usize)> = self.pending.drain(..).collect();
+        self.pending_bytes = 0;
+        self.first_arrival = None;
+        let permits: usize = moved.iter().map(|(_, cost)| cost).sum();
+        self.shared.permits.add_permits(permits);
+        self.shared.room.notify_waiters();
+        self.spool_mode = true;
+        // Still counted as waiting: they are, in the spool.
+        let records: Vec<Record> = moved.into_iter().map(|(record, _)| record).collect();
+        Some(records)
     }
 
     /// Counts what a partial delivery stored and refused; returns what to retry, if any.
@@ -635,6 +683,21 @@ impl<S: Sink> Worker<S> {
                 .map(|record| record.approximate_size() as u64)
                 .sum(),
         );
+    }
+}
+
+/// One line per failed send: what failed, when the next try is, how much waits behind it.
+fn log_retry(shared: &Shared, message: &str, attempt: u64, delay: Duration) {
+    let waiting = shared.waiting.load(Ordering::Relaxed);
+    let line = format!(
+        "sink {message}; retry {attempt} in {}; {waiting} records waiting",
+        show_duration(delay)
+    );
+    // A client error (401, 403, 404, …) is a configuration problem, worth an error.
+    if message.contains(super::http::CLIENT_ERROR_HINT) {
+        tracing::error!("{line}");
+    } else {
+        tracing::warn!("{line}");
     }
 }
 
