@@ -46,18 +46,157 @@ pub enum SinkSpec {
     S3(s3::S3Spec),
 }
 
+/// The `--sink` forms, for error messages.
+pub const ACCEPTED_FORMS: &str = "stdout, http(s)://host[:port][/path] (ndjson), \
+loki+http(s)://host[:port][/path], elasticsearch+http(s)://host[:port]/INDEX (or es+http(s)://…), \
+syslog+tcp://host[:port], syslog+udp://host[:port], s3://bucket[/key-template]";
+
 impl SinkSpec {
     /// Parses one `--sink` value. Errors name the value (credentials masked) and what was
     /// expected; the caller maps them to exit 64.
-    pub fn parse(_text: &str) -> Result<SinkSpec, String> {
-        todo!()
+    pub fn parse(text: &str) -> Result<SinkSpec, String> {
+        let fail = |reason: &str| {
+            format!(
+                "invalid --sink {:?}: {reason}; expected one of: {ACCEPTED_FORMS}",
+                pitcrew_core::redact::url_password(text)
+            )
+        };
+        if text == "stdout" || text == "-" {
+            return Ok(SinkSpec::Stdout);
+        }
+        if text.is_empty() {
+            return Err(fail("empty value"));
+        }
+        // The url crate would quietly trim or percent-encode spaces: a space is almost always
+        // a quoting mistake in the pod spec, so it is refused.
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail("contains whitespace or a control character"));
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(fail("no scheme (`scheme://`)"));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let inner = |transport: &str| format!("{transport}://{rest}");
+        match scheme.as_str() {
+            "http" | "https" => http::HttpSpec::from_url(&http_url(&inner(&scheme)).map_err(|e| fail(&e))?)
+                .map(SinkSpec::Http)
+                .map_err(|e| fail(&e)),
+            "loki+http" | "loki+https" => {
+                let transport = &scheme["loki+".len()..];
+                loki::LokiSpec::from_url(&http_url(&inner(transport)).map_err(|e| fail(&e))?)
+                    .map(SinkSpec::Loki)
+                    .map_err(|e| fail(&e))
+            }
+            "elasticsearch+http" | "elasticsearch+https" | "es+http" | "es+https" => {
+                let transport = &scheme[scheme.find('+').map_or(0, |plus| plus + 1)..];
+                elasticsearch::ElasticsearchSpec::from_url(
+                    &http_url(&inner(transport)).map_err(|e| fail(&e))?,
+                )
+                .map(SinkSpec::Elasticsearch)
+                .map_err(|e| fail(&e))
+            }
+            "syslog+tcp" | "syslog+udp" | "s3" => {
+                let url = url::Url::parse(text).map_err(|err| fail(&err.to_string()))?;
+                if scheme == "s3" {
+                    s3::S3Spec::parse(text, &url)
+                        .map(SinkSpec::S3)
+                        .map_err(|e| fail(&e))
+                } else {
+                    syslog::SyslogSpec::parse(text, &url)
+                        .map(SinkSpec::Syslog)
+                        .map_err(|e| fail(&e))
+                }
+            }
+            _ => Err(fail(&format!("unknown scheme {scheme:?}"))),
+        }
     }
 
     /// The sink as shown in logs and metric labels: scheme, host, port, path; never
     /// credentials or query secrets.
     pub fn display_name(&self) -> String {
-        todo!()
+        match self {
+            SinkSpec::Stdout => "stdout".to_owned(),
+            SinkSpec::Http(spec) => spec.display_name(),
+            SinkSpec::Loki(spec) => spec.display_name(),
+            SinkSpec::Elasticsearch(spec) => spec.display_name(),
+            SinkSpec::Syslog(spec) => spec.display_name(),
+            SinkSpec::S3(spec) => spec.display_name(),
+        }
     }
+}
+
+/// Parses an `http(s)://` URL and checks what every HTTP-family sink needs: a host.
+fn http_url(text: &str) -> Result<url::Url, String> {
+    // The url crate reads `http:///path` as host `path`: the authority must be there as typed.
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("missing host".to_owned());
+    }
+    let url = url::Url::parse(text).map_err(|err| err.to_string())?;
+    match url.host_str() {
+        Some(host) if !host.is_empty() => Ok(url),
+        _ => Err("missing host".to_owned()),
+    }
+}
+
+/// `user:password@` of an http URL, percent-decoded, sent as HTTP basic auth and never shown.
+#[derive(Clone)]
+pub struct BasicAuth {
+    /// The user name.
+    pub user: String,
+    /// The password (may be empty).
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicAuth({:?}, {})", self.user, pitcrew_core::redact::MASK)
+    }
+}
+
+impl BasicAuth {
+    /// The user-info of `url`, if any.
+    pub fn from_url(url: &url::Url) -> Result<Option<BasicAuth>, String> {
+        if url.username().is_empty() && url.password().is_none() {
+            return Ok(None);
+        }
+        let user =
+            percent_decode(url.username()).ok_or("the user name is not valid UTF-8 once percent-decoded")?;
+        let password = percent_decode(url.password().unwrap_or_default())
+            .ok_or("the password is not valid UTF-8 once percent-decoded")?;
+        Ok(Some(BasicAuth { user, password }))
+    }
+}
+
+/// `%XX` decoding (the url crate keeps user-info encoded); `None` when the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).ok()?);
+                index += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `scheme://host[:port]path` of `url` with `prefix+` before the scheme: what logs show.
+fn shown_url(prefix: &str, url: &url::Url, path: &str) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
+    let path = if path == "/" { "" } else { path };
+    format!("{prefix}{}://{host}{port}{path}", url.scheme())
 }
 
 /// Sink settings shared by all sinks of a run (flags, not URL parts).
