@@ -195,7 +195,7 @@ fn defaults() {
     assert_eq!(config.admin_addr, None);
     assert_eq!(config.ready_sink_failure, Duration::from_secs(60));
     assert_eq!(config.ready_stall, Duration::from_secs(60));
-    assert!(!config.tls.insecure);
+    assert!(!config.sink_options.tls.insecure);
     let options = parse(&["a"]).unwrap().sink_options().unwrap();
     assert!(options.headers.is_empty());
     assert_eq!(options.request_timeout, Duration::from_secs(30));
@@ -281,7 +281,7 @@ fn pitcrew_flags_reach_the_config() {
     assert_eq!(config.exit_on, Some(PathBuf::from("/shared/done")));
     assert_eq!(config.admin_addr, Some("0.0.0.0:9090".parse().unwrap()));
     assert_eq!(config.ready_sink_failure, Duration::from_secs(120));
-    assert!(config.tls.insecure);
+    assert!(config.sink_options.tls.insecure);
     let regex = self::config(&["--output", "json", "--regex", r"^(?<status>\d+)", "a"]).unwrap();
     assert!(matches!(regex.process.parser, Parser::Regex(_)));
     let buffer = self::config(&["--buffer-dir", "/b", "a"])
@@ -540,7 +540,7 @@ fn env_child() {
             config.process.added_fields,
             config.delivery.batch_max_bytes,
             config.follow.poll_interval,
-            config.tls.insecure,
+            config.sink_options.tls.insecure,
             config.sinks.len(),
         ),
         Err(err) => println!("RESULT error={}", err.lines().next().unwrap_or_default()),
