@@ -72,6 +72,7 @@ impl S3Object {
     /// `/key`.
     pub fn parse(url: &str) -> Result<S3Object, String> {
         const EXPECTED: &str = "expected s3://BUCKET/KEY";
+        let shown = |url: &str| crate::redact::url_password(&shown(url));
         let rest = url
             .get(..5)
             .filter(|scheme| scheme.eq_ignore_ascii_case("s3://"))
@@ -142,6 +143,14 @@ pub fn check_bucket(bucket: &str) -> Result<(), String> {
             "the bucket name is {} characters long; S3 allows 63",
             bucket.len()
         ));
+    }
+    // `user:password@bucket`: the part before `@` may be a secret, so it is not echoed.
+    if bucket.contains('@') {
+        return Err(
+            "the bucket part has the character '@': s3:// URLs take no user name or \
+                    password (credentials come from the AWS_* variables); the value is not shown"
+                .into(),
+        );
     }
     if let Some(bad) = bucket
         .chars()
@@ -1069,6 +1078,7 @@ mod tests {
             ("s3://bucket/", "names no key"),
             ("s3:///key", "bucket name is empty"),
             ("s3://user@bucket/key", "character '@'"),
+            ("s3://user:hunter2@bucket/key", "character '@'"),
             ("s3://bucket:9000/key", "character ':'"),
             ("s3://bu cket/key", "character ' '"),
             ("s3://bucket..x/key", "empty `.`-separated part"),
@@ -1079,6 +1089,7 @@ mod tests {
         ] {
             let err = S3Object::parse(url).expect_err(url);
             assert!(err.contains(expected), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{url}: {err}");
             assert!(err.contains("s3://") || err.contains("bucket"), "{url}: {err}");
         }
         let long = format!("s3://bucket/{}", "k".repeat(1025));
