@@ -15,6 +15,7 @@
 //! | `stop`     | [`stop`]     | SIGTERM/SIGINT as a flag for synchronous tools (no runtime) |
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 //! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
+//! | `s3`       | [`s3`]       | AWS environment and web identity, presigned SigV4 GET/PUT, S3 errors without secrets |
 
 pub mod duration;
 pub mod exit;
@@ -34,6 +35,8 @@ pub mod files;
 pub mod logging;
 #[cfg(feature = "shutdown")]
 pub mod runtime;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "shutdown")]
 pub mod shutdown;
 #[cfg(feature = "stop")]

@@ -606,7 +606,7 @@ impl Engine {
         let (settings, credentials) = self
             .s3
             .get_or_try_init(|| async {
-                let settings = S3Settings::from_env(&|variable| std::env::var(variable).ok())?;
+                let settings = s3::settings_from_process_env()?;
                 let credentials = s3::credentials(&settings, &self.client).await?;
                 Ok((settings, credentials))
             })

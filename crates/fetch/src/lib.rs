@@ -5,8 +5,9 @@
 //! Module map: [`cli`] (flags → [`Config`]), [`source`] (http, https and s3 URLs, shown without
 //! secrets), [`http`] (the client, redirects, header parsers), `download` (attempts, retries,
 //! resumes, streaming checks), [`checks`] (digests, checksum files, sizes, content types),
-//! [`error`] (exit codes), `extract` (unpacking a verified archive) and `s3` (turning
-//! `s3://bucket/key` and the AWS environment into presigned requests).
+//! [`error`] (exit codes), `extract` (unpacking a verified archive) and `s3` (fetch's side of
+//! pitcrew-core's S3 module, which turns `s3://bucket/key` and the AWS environment into
+//! presigned requests).
 //!
 //! [`run`] downloads every [`Job`] of a [`Config`], at most `parallel` at a time, until all are
 //! saved, one fails (the others are stopped: every file is all-or-nothing on its own, and the

@@ -34,7 +34,10 @@ fn settings(vars: &[(&str, &str)]) -> Result<S3Settings, S3Error> {
         .iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
         .collect();
-    S3Settings::from_env(&|name| map.get(name).cloned())
+    S3Settings::from_env(
+        &|name| map.get(name).cloned(),
+        pitcrew_fetch::s3::DEFAULT_ROLE_SESSION_NAME,
+    )
 }
 
 fn static_settings(endpoint: &str, key_id: &str, secret: &str) -> S3Settings {
