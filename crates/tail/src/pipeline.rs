@@ -14,7 +14,6 @@
 //! checkpoint maps it back to a real offset (0 when nothing after the truncation is delivered).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
