@@ -53,7 +53,11 @@ fn append(path: &Path, lines: std::ops::Range<u32>) {
     for n in lines {
         let _ = writeln!(text, "line-{n:06} payload with spaces, quotes \" and ünïcödé");
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     file.write_all(text.as_bytes()).unwrap();
 }
 
@@ -94,7 +98,12 @@ fn the_seeds_sidecar_args_show_nginxs_requests_in_docker_logs() {
     };
     // A request before the sidecar starts: -n+1 prints it too.
     let _ = std::process::Command::new("curl")
-        .args(["-fsS", "-o", "/dev/null", &nginx.http_url("/healthz?before-the-sidecar")])
+        .args([
+            "-fsS",
+            "-o",
+            "/dev/null",
+            &nginx.http_url("/healthz?before-the-sidecar"),
+        ])
         .status();
     let logs = nginx.log_dir();
     // The sidecar runs as 65532: it needs to traverse nginx's temp dir and read the log.
@@ -119,7 +128,12 @@ fn the_seeds_sidecar_args_show_nginxs_requests_in_docker_logs() {
     sidecar.wait_for_log("before-the-sidecar", DEADLINE);
     for n in 0..5 {
         let _ = std::process::Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", &nginx.http_url(&format!("/healthz?request-{n}"))])
+            .args([
+                "-fsS",
+                "-o",
+                "/dev/null",
+                &nginx.http_url(&format!("/healthz?request-{n}")),
+            ])
             .status();
     }
     sidecar.wait_for_log("request-4", DEADLINE);
@@ -147,7 +161,12 @@ fn sigterm_prints_everything_saves_the_checkpoint_and_a_restart_goes_on_from_the
     append(&log, 1000..1500);
     wait_printed(&first, 1500);
     first.signal("TERM");
-    assert_eq!(first.wait_exit(DEADLINE), 0, "exit after SIGTERM; logs:\n{}", first.logs());
+    assert_eq!(
+        first.wait_exit(DEADLINE),
+        0,
+        "exit after SIGTERM; logs:\n{}",
+        first.logs()
+    );
     assert_eq!(printed(&first), (0..1500).collect::<Vec<_>>());
     assert!(volume.path(".checkpoint").is_file(), "no checkpoint written");
 
@@ -155,7 +174,12 @@ fn sigterm_prints_everything_saves_the_checkpoint_and_a_restart_goes_on_from_the
     append(&log, 1500..1800);
     let second = volume.sidecar(&args);
     let lines = wait_printed(&second, 300);
-    assert_eq!(lines, (1500..1800).collect::<Vec<_>>(), "logs:\n{}", second.logs());
+    assert_eq!(
+        lines,
+        (1500..1800).collect::<Vec<_>>(),
+        "logs:\n{}",
+        second.logs()
+    );
     second.signal("TERM");
     assert_eq!(second.wait_exit(DEADLINE), 0, "logs:\n{}", second.logs());
 }
@@ -179,8 +203,16 @@ fn after_kill_9_a_restarted_sidecar_loses_no_line() {
     // Duplicates are allowed after a kill -9 (what was printed in the last checkpoint
     // interval); losses are not: the restart prints a contiguous tail ending at 2499.
     let first_printed = *lines.first().unwrap();
-    assert!(first_printed <= 2000, "lines {first_printed}.. missing after kill -9");
-    assert_eq!(lines, (first_printed..2500).collect::<Vec<_>>(), "logs:\n{}", second.logs());
+    assert!(
+        first_printed <= 2000,
+        "lines {first_printed}.. missing after kill -9"
+    );
+    assert_eq!(
+        lines,
+        (first_printed..2500).collect::<Vec<_>>(),
+        "logs:\n{}",
+        second.logs()
+    );
 }
 
 #[test]

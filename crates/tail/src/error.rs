@@ -47,14 +47,13 @@ impl TailError {
     /// The exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            TailError::Usage(_) => ExitCode::Usage,
-            TailError::NoInput(_) => ExitCode::NoInput,
-            TailError::Config(_) => ExitCode::Config,
+            TailError::Usage(_) | TailError::Follow(FollowError::Pattern { .. }) => ExitCode::Usage,
+            TailError::NoInput(_) | TailError::Checkpoint(CheckpointError::Unreadable { .. }) => {
+                ExitCode::NoInput
+            }
+            TailError::Config(_) | TailError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::Config,
             TailError::Tls(err) => err.exit_code(),
-            TailError::Checkpoint(CheckpointError::Unreadable { .. }) => ExitCode::NoInput,
-            TailError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::Config,
             TailError::Checkpoint(CheckpointError::Unwritable { .. }) | TailError::Buffer(_) => ExitCode::Io,
-            TailError::Follow(FollowError::Pattern { .. }) => ExitCode::Usage,
             TailError::Follow(FollowError::Start(_))
             | TailError::Admin(_)
             | TailError::Runtime(_)

@@ -37,12 +37,13 @@ fn main() -> ProcessExitCode {
 fn tail(args: &Args) -> Result<Outcome, TailError> {
     let config = args.config()?;
     pitcrew_core::runtime::block_on(|shutdown| async move {
-        let admin = match config.admin_addr {
-            Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(|err| {
-                TailError::Admin(format!("--admin-addr {address}: cannot listen: {err}"))
-            })?),
-            None => None,
-        };
+        let admin =
+            match config.admin_addr {
+                Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(|err| {
+                    TailError::Admin(format!("--admin-addr {address}: cannot listen: {err}"))
+                })?),
+                None => None,
+            };
         pitcrew_tail::run(config, admin, shutdown).await
     })
     .map_err(|err| TailError::Runtime(err.to_string()))?

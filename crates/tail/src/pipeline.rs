@@ -34,7 +34,7 @@ use crate::sink::s3::S3Sink;
 use crate::sink::stdout::{HeaderWriter, StdoutSink};
 use crate::sink::syslog::SyslogSink;
 use crate::sink::{Ack, SinkHandle, SinkSpec, spawn_worker};
-use crate::{Config, Headers, OutputFormat, Outcome, TailError};
+use crate::{Config, Headers, Outcome, OutputFormat, TailError};
 
 /// The checkpoint is written at most this often while acknowledgements come in. After a
 /// kill -9, lines delivered in this last interval are sent again (never lost).
@@ -43,6 +43,8 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_millis(250);
 
 /// See [`crate::run`].
+// One select loop, read top to bottom: splitting it would scatter the order of events.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     config: Config,
     admin_listener: Option<tokio::net::TcpListener>,
@@ -52,13 +54,14 @@ pub async fn run(
     let resume = match &config.checkpoint {
         Some(path) => {
             let loaded = Checkpoint::load(path)?;
-            match &loaded {
-                Some(checkpoint) => tracing::info!(
+            if let Some(checkpoint) = &loaded {
+                tracing::info!(
                     "checkpoint {}: resuming {} file(s) where delivery stopped",
                     path.display(),
                     checkpoint.entries.len()
-                ),
-                None => tracing::info!("checkpoint {}: none yet, this is the first run", path.display()),
+                );
+            } else {
+                tracing::info!("checkpoint {}: none yet, this is the first run", path.display());
             }
             loaded
         }
@@ -90,7 +93,9 @@ pub async fn run(
     let headers = match config.headers {
         Headers::Always => true,
         Headers::Never => false,
-        Headers::Auto => config.follow.patterns.len() > 1 || config.follow.patterns.iter().any(|p| is_glob(p)),
+        Headers::Auto => {
+            config.follow.patterns.len() > 1 || config.follow.patterns.iter().any(|p| is_glob(p))
+        }
     };
     let raw_stdout_only = matches!(config.sinks.as_slice(), [SinkSpec::Stdout])
         && config.output == OutputFormat::Raw
@@ -99,7 +104,16 @@ pub async fn run(
     let mut sinks = Vec::new();
     if !raw_stdout_only {
         for (index, spec) in config.sinks.iter().enumerate() {
-            let handle = start_sink(&config, headers, spec, index, &names[index], &context, &ack_sender, &metrics)?;
+            let handle = start_sink(
+                &config,
+                headers,
+                spec,
+                index,
+                &names[index],
+                &context,
+                &ack_sender,
+                &metrics,
+            )?;
             tracing::info!("sink {}: ready", names[index]);
             sinks.push(handle);
         }
@@ -213,19 +227,42 @@ pub async fn run(
     // The follower has ended (stop, finish, or the end of the files without -f): what the
     // processor still holds (a multiline group) is complete lines, so it goes out too.
     processor.flush_all(&mut records);
-    deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
+    deliver(
+        &mut records,
+        &sinks,
+        &mut shutdown,
+        &mut state,
+        &control,
+        config.drain_timeout,
+    )
+    .await;
     if let Some(out) = &mut raw_out
         && let Err(err) = out.flush()
     {
         tracing::error!("stdout: cannot write: {err}");
     }
-    let result = drain(sinks, &mut acks, &mut tracker, &mut shutdown, &mut state, &control, config.drain_timeout).await;
+    let result = drain(
+        sinks,
+        &mut acks,
+        &mut tracker,
+        &mut shutdown,
+        &mut state,
+        &control,
+        config.drain_timeout,
+    )
+    .await;
     save_checkpoint(&config, &mut tracker, &metrics)?;
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;
     }
-    result.map(|()| if state.stop_deadline.is_some() { Outcome::Stopped } else { Outcome::Finished })
+    result.map(|()| {
+        if state.stop_deadline.is_some() {
+            Outcome::Stopped
+        } else {
+            Outcome::Finished
+        }
+    })
 }
 
 /// Not a real signal here: stdout closing ends the run like one.
@@ -246,7 +283,11 @@ impl Ending {
         if self.stop_deadline.is_some() {
             return;
         }
-        let what = if signal == SIGPIPE { "stdout closed" } else { signal_name(signal) };
+        let what = if signal == SIGPIPE {
+            "stdout closed"
+        } else {
+            signal_name(signal)
+        };
         tracing::info!(
             "{what}: stopping: no more reading; delivering what was read (up to --drain-timeout {})",
             pitcrew_core::duration::display(drain_timeout)
@@ -270,7 +311,12 @@ fn start_sink(
 ) -> Result<SinkHandle, TailError> {
     let options = &config.sink_options;
     let worker_metrics = metrics.sinks[index].clone();
-    let (delivery, context, acks, name) = (&config.delivery, Arc::clone(context), acks.clone(), name.to_owned());
+    let (delivery, context, acks, name) = (
+        &config.delivery,
+        Arc::clone(context),
+        acks.clone(),
+        name.to_owned(),
+    );
     match spec {
         SinkSpec::Stdout => spawn_worker(
             StdoutSink::new(config.output, headers),
@@ -281,12 +327,24 @@ fn start_sink(
             acks,
             worker_metrics,
         ),
-        SinkSpec::Http(spec) => {
-            spawn_worker(HttpSink::new(spec, options)?, index, name, delivery, context, acks, worker_metrics)
-        }
-        SinkSpec::Loki(spec) => {
-            spawn_worker(LokiSink::new(spec, options)?, index, name, delivery, context, acks, worker_metrics)
-        }
+        SinkSpec::Http(spec) => spawn_worker(
+            HttpSink::new(spec, options)?,
+            index,
+            name,
+            delivery,
+            context,
+            acks,
+            worker_metrics,
+        ),
+        SinkSpec::Loki(spec) => spawn_worker(
+            LokiSink::new(spec, options)?,
+            index,
+            name,
+            delivery,
+            context,
+            acks,
+            worker_metrics,
+        ),
         SinkSpec::Elasticsearch(spec) => spawn_worker(
             ElasticsearchSink::new(spec, options)?,
             index,
@@ -296,12 +354,24 @@ fn start_sink(
             acks,
             worker_metrics,
         ),
-        SinkSpec::Syslog(spec) => {
-            spawn_worker(SyslogSink::new(spec, options)?, index, name, delivery, context, acks, worker_metrics)
-        }
-        SinkSpec::S3(spec) => {
-            spawn_worker(S3Sink::new(spec, options)?, index, name, delivery, context, acks, worker_metrics)
-        }
+        SinkSpec::Syslog(spec) => spawn_worker(
+            SyslogSink::new(spec, options)?,
+            index,
+            name,
+            delivery,
+            context,
+            acks,
+            worker_metrics,
+        ),
+        SinkSpec::S3(spec) => spawn_worker(
+            S3Sink::new(spec, options)?,
+            index,
+            name,
+            delivery,
+            context,
+            acks,
+            worker_metrics,
+        ),
     }
 }
 
@@ -358,7 +428,10 @@ async fn drain(
     drain_timeout: Duration,
 ) -> Result<(), TailError> {
     let mut late = Vec::new();
-    let tasks: Vec<_> = sinks.into_iter().map(|sink| (sink.name.clone(), sink.close())).collect();
+    let tasks: Vec<_> = sinks
+        .into_iter()
+        .map(|sink| (sink.name.clone(), sink.close()))
+        .collect();
     for (name, mut task) in tasks {
         loop {
             tokio::select! {
@@ -389,7 +462,9 @@ async fn drain(
 }
 
 fn save_checkpoint(config: &Config, tracker: &mut Tracker, metrics: &Metrics) -> Result<(), TailError> {
-    let Some(path) = &config.checkpoint else { return Ok(()) };
+    let Some(path) = &config.checkpoint else {
+        return Ok(());
+    };
     tracker.checkpoint().save(path)?;
     tracker.saved_at = Some(Instant::now());
     metrics.checkpoint_age_seconds.set(0);
@@ -412,7 +487,9 @@ fn refresh(
         let lag = file.size.saturating_sub(file.read_offset);
         metrics
             .lag_bytes
-            .get_or_create(&FileLabel { file: file.file.path.display().to_string() })
+            .get_or_create(&FileLabel {
+                file: file.file.path.display().to_string(),
+            })
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
         if lag > 0 && file.last_progress.elapsed() > config.ready_stall {
             stalled = Some(file.file.path.display().to_string());
@@ -420,7 +497,9 @@ fn refresh(
     }
     let age = tracker.saved_at.unwrap_or(started).elapsed().as_secs();
     if config.checkpoint.is_some() {
-        metrics.checkpoint_age_seconds.set(i64::try_from(age).unwrap_or(i64::MAX));
+        metrics
+            .checkpoint_age_seconds
+            .set(i64::try_from(age).unwrap_or(i64::MAX));
     }
     let failing = metrics
         .sinks
@@ -495,7 +574,8 @@ impl Tracker {
     }
 
     fn open(&mut self, file: &Arc<FileInfo>, offset: u64) {
-        self.carried.retain(|entry| (entry.key.dev, entry.key.ino) != (file.key.dev, file.key.ino));
+        self.carried
+            .retain(|entry| (entry.key.dev, entry.key.ino) != (file.key.dev, file.key.ino));
         let tracked = self.files.entry(file.id).or_insert_with(|| Tracked {
             info: Arc::clone(file),
             acked: vec![offset; self.sinks],
@@ -555,7 +635,7 @@ impl Tracker {
     }
 
     fn checkpoint(&mut self) -> Checkpoint {
-        self.carried.retain(|entry| still_there(entry));
+        self.carried.retain(still_there);
         let mut entries = self.carried.clone();
         for tracked in self.files.values() {
             let delivered = tracked.acked.iter().copied().min().unwrap_or(0);
@@ -573,6 +653,6 @@ impl Tracker {
 /// Whether a carried checkpoint entry's file still exists under its path.
 fn still_there(entry: &CheckpointEntry) -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(&entry.path).is_ok_and(|meta| meta.dev() == entry.key.dev && meta.ino() == entry.key.ino)
+    std::fs::metadata(&entry.path)
+        .is_ok_and(|meta| meta.dev() == entry.key.dev && meta.ino() == entry.key.ino)
 }
-

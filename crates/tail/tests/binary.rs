@@ -1,6 +1,7 @@
 //! The `pitcrew-tail` binary as a pod runs it: bad input (each must fail clearly, or wait and
 //! say why), SIGTERM, `--exit-on`, the admin server, a 100 MB line.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
@@ -114,13 +115,24 @@ fn admin_get(port: u16, path: &str) -> (u16, String) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -129,7 +141,9 @@ fn a_glob_matching_nothing_waits_says_so_and_picks_the_file_up_when_it_appears()
     let pattern = dir.path().join("app dir with spaces/*.log");
     std::fs::create_dir(dir.path().join("app dir with spaces")).unwrap();
     let mut tail = Running::start(&["-F", pattern.to_str().unwrap()]);
-    tail.wait_for("a 'no file matches' message", |t| t.stderr().contains("no file matches"));
+    tail.wait_for("a 'no file matches' message", |t| {
+        t.stderr().contains("no file matches")
+    });
     append(&dir.path().join("app dir with spaces/late.log"), "first line\n");
     tail.wait_for("the late file's line", |t| t.stdout().contains("first line\n"));
     tail.signal("TERM");
@@ -142,10 +156,21 @@ fn without_follow_it_prints_the_files_and_exits_like_tail() {
     let log = dir.path().join("a.log");
     append(&log, "one\ntwo\nthree\nno newline at the end");
     let output = run(&["-n", "2", log.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "three\nno newline at the end\n");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "three\nno newline at the end\n"
+    );
     let output = run(&["-n+2", log.to_str().unwrap()]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "two\nthree\nno newline at the end\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "two\nthree\nno newline at the end\n"
+    );
 }
 
 #[test]
@@ -156,8 +181,14 @@ fn headers_name_each_file_like_gnu_tail_with_several_files() {
     append(&b, "from b\n");
     let output = run(&[a.to_str().unwrap(), b.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(&format!("==> {} <==\nfrom a\n", a.display())), "{stdout}");
-    assert!(stdout.contains(&format!("==> {} <==\nfrom b\n", b.display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("==> {} <==\nfrom a\n", a.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("==> {} <==\nfrom b\n", b.display())),
+        "{stdout}"
+    );
     let output = run(&["-q", a.to_str().unwrap(), b.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains("==>"), "{stdout}");
@@ -180,8 +211,14 @@ fn malformed_sink_urls_exit_64_naming_the_value_but_never_the_password() {
         let output = run(&["-F", log.to_str().unwrap(), "--sink", sink]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "--sink {sink:?}: {stderr}");
-        assert!(!stderr.contains("s3cr3t-pa55"), "--sink {sink:?} leaked the password: {stderr}");
-        assert!(stderr.contains("sink"), "--sink {sink:?}: the error does not say which flag: {stderr}");
+        assert!(
+            !stderr.contains("s3cr3t-pa55"),
+            "--sink {sink:?} leaked the password: {stderr}"
+        );
+        assert!(
+            stderr.contains("sink"),
+            "--sink {sink:?}: the error does not say which flag: {stderr}"
+        );
     }
 }
 
@@ -191,9 +228,18 @@ fn a_corrupt_checkpoint_exits_78_and_says_how_to_recover() {
     let log = dir.path().join("a.log");
     append(&log, "x\n");
     let checkpoint = dir.path().join("checkpoint");
-    for garbage in [&b"\x00\xff\xfe garbage"[..], b"# pitcrew-follow checkpoint v999\n", b"not a checkpoint\n"] {
+    for garbage in [
+        &b"\x00\xff\xfe garbage"[..],
+        b"# pitcrew-follow checkpoint v999\n",
+        b"not a checkpoint\n",
+    ] {
         std::fs::write(&checkpoint, garbage).unwrap();
-        let output = run(&["-F", log.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()]);
+        let output = run(&[
+            "-F",
+            log.to_str().unwrap(),
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(78), "{stderr}");
         assert!(stderr.contains(&checkpoint.display().to_string()), "{stderr}");
@@ -209,7 +255,12 @@ fn a_checkpoint_in_a_directory_that_does_not_exist_fails_at_start_with_74() {
     let log = dir.path().join("a.log");
     append(&log, "x\n");
     let checkpoint = dir.path().join("missing/dir/checkpoint");
-    let output = run(&["-F", log.to_str().unwrap(), "--checkpoint", checkpoint.to_str().unwrap()]);
+    let output = run(&[
+        "-F",
+        log.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(74), "{stderr}");
     assert!(stderr.contains("missing/dir/checkpoint"), "{stderr}");
@@ -231,7 +282,10 @@ fn a_100_mb_line_is_cut_with_a_marker_and_memory_stays_bounded() {
     let rss_report = dir.path().join("rss");
     let time = Path::new("/usr/bin/time");
     if !time.exists() {
-        assert!(!pitcrew_testkit::on_ci(), "GNU time is missing (apt-get install time)");
+        assert!(
+            !pitcrew_testkit::on_ci(),
+            "GNU time is missing (apt-get install time)"
+        );
         eprintln!("SKIPPED: GNU time is missing");
         return;
     }
@@ -244,19 +298,34 @@ fn a_100_mb_line_is_cut_with_a_marker_and_memory_stays_bounded() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = output.stdout;
     let lines: Vec<&[u8]> = stdout.split(|&b| b == b'\n').collect();
     assert_eq!(lines[0], b"before");
-    assert!(lines[1].starts_with(&[b'x'; 1000]), "the long line's start is missing");
-    assert!(lines[1].len() < 128 * 1024, "the long line was not cut: {} bytes", lines[1].len());
+    assert!(
+        lines[1].starts_with(&[b'x'; 1000]),
+        "the long line's start is missing"
+    );
+    assert!(
+        lines[1].len() < 128 * 1024,
+        "the long line was not cut: {} bytes",
+        lines[1].len()
+    );
     assert!(
         lines[1].ends_with(pitcrew_follow::TRUNCATION_MARKER),
         "no truncation marker at the end of the cut line"
     );
     assert_eq!(lines[2], b"after");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("huge.log"), "the cut is not logged with the file: {stderr}");
+    assert!(
+        stderr.contains("huge.log"),
+        "the cut is not logged with the file: {stderr}"
+    );
     let rss_kib: u64 = std::fs::read_to_string(&rss_report)
         .unwrap()
         .lines()
@@ -265,7 +334,10 @@ fn a_100_mb_line_is_cut_with_a_marker_and_memory_stays_bounded() {
         .trim()
         .parse()
         .unwrap();
-    assert!(rss_kib < 48 * 1024, "peak RSS {rss_kib} KiB for a 100 MB line: it was buffered whole");
+    assert!(
+        rss_kib < 48 * 1024,
+        "peak RSS {rss_kib} KiB for a 100 MB line: it was buffered whole"
+    );
 }
 
 #[test]
@@ -274,7 +346,7 @@ fn sigterm_delivers_what_was_read_and_exits_0() {
     let log = dir.path().join("app.log");
     let mut text = String::new();
     for n in 0..20_000 {
-        text.push_str(&format!("line {n}\n"));
+        let _ = writeln!(text, "line {n}");
     }
     append(&log, &text);
     let mut tail = Running::start(&["-F", log.to_str().unwrap(), "--output=json"]);
@@ -288,7 +360,11 @@ fn sigterm_delivers_what_was_read_and_exits_0() {
         assert!(record["time"].is_string(), "{line}");
         assert_eq!(record["file"], log.display().to_string(), "{line}");
     }
-    assert!(tail.stderr().contains("SIGTERM"), "the stop is not logged: {}", tail.stderr());
+    assert!(
+        tail.stderr().contains("SIGTERM"),
+        "the stop is not logged: {}",
+        tail.stderr()
+    );
 }
 
 #[test]
@@ -321,7 +397,9 @@ fn the_admin_server_reports_metrics_and_readyz_fails_while_a_sink_is_down() {
         "--ready-sink-failure=1s",
         "--retry-max-delay=1s",
     ]);
-    tail.wait_for("the admin server", |_| TcpStream::connect(("127.0.0.1", admin)).is_ok());
+    tail.wait_for("the admin server", |_| {
+        TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
     assert_eq!(admin_get(admin, "/healthz").0, 200);
     tail.wait_for("/readyz to fail", |_| admin_get(admin, "/readyz").0 == 503);
     let (status, metrics) = admin_get(admin, "/metrics");
@@ -335,5 +413,9 @@ fn the_admin_server_reports_metrics_and_readyz_fails_while_a_sink_is_down() {
     ] {
         assert!(metrics.contains(name), "no {name:?} in /metrics:\n{metrics}");
     }
-    assert!(tail.stderr().contains(&format!("127.0.0.1:{down}")), "{}", tail.stderr());
+    assert!(
+        tail.stderr().contains(&format!("127.0.0.1:{down}")),
+        "{}",
+        tail.stderr()
+    );
 }

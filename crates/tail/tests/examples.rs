@@ -6,6 +6,7 @@
 //! by its `--exit-on` file when it has one, else by SIGTERM as the kubelet stops a sidecar.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,9 +44,9 @@ fn write_lines(path: &Path, json: bool, marker: &str) {
     let mut text = String::new();
     for n in 0..3 {
         if json {
-            text.push_str(&format!("{{\"level\":\"info\",\"msg\":\"{marker}-{n}\"}}\n"));
+            let _ = writeln!(text, "{{\"level\":\"info\",\"msg\":\"{marker}-{n}\"}}");
         } else {
-            text.push_str(&format!("{marker}-{n} GET /healthz 200\n"));
+            let _ = writeln!(text, "{marker}-{n} GET /healthz 200");
         }
     }
     if json {
@@ -58,13 +59,21 @@ fn write_lines(path: &Path, json: bool, marker: &str) {
 #[test]
 fn every_tail_container_in_the_examples_delivers_and_stops_as_a_pod_would() {
     let containers = examples::containers_of("pitcrew/tail");
-    assert!(containers.len() >= 3, "expected the three tail examples, found {}", containers.len());
+    assert!(
+        containers.len() >= 3,
+        "expected the three tail examples, found {}",
+        containers.len()
+    );
     for (pod, container) in containers {
         let context = &container.context;
         let volumes = tempfile::tempdir().unwrap();
         pod.materialize(volumes.path());
         let receiver = HttpReceiver::start();
-        let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let args: Vec<String> = container
             .redirected_args(volumes.path())
             .into_iter()
@@ -76,7 +85,10 @@ fn every_tail_container_in_the_examples_delivers_and_stops_as_a_pod_would() {
             .collect();
         let env: HashMap<String, String> = container.redirected_env(volumes.path());
         for var in env.keys().filter(|var| var.starts_with("PITCREW_")) {
-            assert!(examples::is_env_twin(BIN, var), "{context}: {var} is not an env twin of pitcrew-tail");
+            assert!(
+                examples::is_env_twin(BIN, var),
+                "{context}: {var} is not an env twin of pitcrew-tail"
+            );
         }
         let has_sink = args.iter().any(|arg| arg.starts_with("--sink="));
         let json = args.iter().any(|arg| arg == "--parse=json");
@@ -98,7 +110,11 @@ fn every_tail_container_in_the_examples_delivers_and_stops_as_a_pod_would() {
         let stderr = || std::fs::read_to_string(out.path().join("stderr")).unwrap_or_default();
         let delivered = || {
             if has_sink {
-                receiver.requests().iter().map(|r| r.text()).collect::<String>()
+                receiver
+                    .requests()
+                    .iter()
+                    .map(pitcrew_testkit::http_receiver::ReceivedRequest::text)
+                    .collect::<String>()
             } else {
                 std::fs::read_to_string(out.path().join("stdout")).unwrap_or_default()
             }
@@ -108,13 +124,19 @@ fn every_tail_container_in_the_examples_delivers_and_stops_as_a_pod_would() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("{context}: exited early with {status}\n{}", stderr());
             }
-            assert!(start.elapsed() < DEADLINE, "{context}: nothing delivered\n{}", stderr());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{context}: nothing delivered\n{}",
+                stderr()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         match args.iter().find_map(|arg| arg.strip_prefix("--exit-on=")) {
             Some(done) => std::fs::write(done, "").unwrap(),
             None => {
-                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
             }
         }
         let start = Instant::now();
@@ -124,7 +146,10 @@ fn every_tail_container_in_the_examples_delivers_and_stops_as_a_pod_would() {
             }
             if start.elapsed() > DEADLINE {
                 let _ = child.kill();
-                panic!("{context}: still running {DEADLINE:?} after its stop\n{}", stderr());
+                panic!(
+                    "{context}: still running {DEADLINE:?} after its stop\n{}",
+                    stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };

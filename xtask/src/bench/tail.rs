@@ -73,7 +73,10 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
     println!("building the images first (cargo xtask images)");
     let built = images::build_all()?;
     let tools = images::tools()?;
-    let tool = tools.iter().find(|tool| tool.name == "tail").ok_or("no crates/tail")?;
+    let tool = tools
+        .iter()
+        .find(|tool| tool.name == "tail")
+        .ok_or("no crates/tail")?;
     let binary = images::binary_path(tool);
     let image_bytes = built
         .iter()
@@ -87,7 +90,8 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
     let scratch_root = util::target_dir().join("bench-tail");
     std::fs::create_dir_all(&scratch_root)
         .map_err(|err| format!("cannot create {}: {err}", scratch_root.display()))?;
-    let scratch = tempfile::tempdir_in(&scratch_root).map_err(|err| format!("cannot create a temp dir: {err}"))?;
+    let scratch =
+        tempfile::tempdir_in(&scratch_root).map_err(|err| format!("cannot create a temp dir: {err}"))?;
     let scratch = scratch.path();
     let nginx = pitcrew_testkit::nginx::NginxPeer::start()
         .ok_or("nginx is not installed (apt-get install nginx-light)")?;
@@ -178,7 +182,10 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
         let _ = guard.0.kill();
         let _ = guard.0.wait();
         let share = cpu.as_secs_f64() * 100.0 / Duration::from_secs(seconds).as_secs_f64();
-        println!("  sustained 100k lines/s, {}: peak RSS {rss} KiB, CPU {share:.1}%", contender.name());
+        println!(
+            "  sustained 100k lines/s, {}: peak RSS {rss} KiB, CPU {share:.1}%",
+            contender.name()
+        );
         sustained.push((contender, rss, share));
     }
 
@@ -221,10 +228,7 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
                 format!("≥ {GOAL_RAW_FACTOR}× GNU tail"),
                 format!("{} ({raw_factor:.2}×)", verdict(pass_raw)),
             ),
-            Contender::PitcrewJson => (
-                "≥ 5 M lines/s".to_owned(),
-                verdict(pass_json).to_owned(),
-            ),
+            Contender::PitcrewJson => ("≥ 5 M lines/s".to_owned(), verdict(pass_json).to_owned()),
             Contender::PitcrewHttp => (
                 format!("≥ {GOAL_HTTP_MIB_PER_SECOND:.0} MiB/s"),
                 verdict(pass_http).to_owned(),
@@ -235,13 +239,25 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
             table,
             "| {} → /dev/null{} | {mib:.0} | {:.2} | {cpu:.2} | {rss} KiB | {goal} | {result} |",
             contender.name(),
-            if *contender == Contender::PitcrewHttp { " (nginx on loopback)" } else { "" },
+            if *contender == Contender::PitcrewHttp {
+                " (nginx on loopback)"
+            } else {
+                ""
+            },
             lps / 1e6
         );
     }
     for (contender, rss, cpu) in &sustained {
-        let goal = if *contender == Contender::Gnu { "anchor" } else { "≤ 8 MB" };
-        let result = if *contender == Contender::Gnu { "–" } else { verdict(*rss <= GOAL_RSS_KIB) };
+        let goal = if *contender == Contender::Gnu {
+            "anchor"
+        } else {
+            "≤ 8 MB"
+        };
+        let result = if *contender == Contender::Gnu {
+            "–"
+        } else {
+            verdict(*rss <= GOAL_RSS_KIB)
+        };
         let _ = writeln!(
             table,
             "| sustained 100k lines/s for 10 s: {} | – | 0.10 | {cpu:.0}% of a core | {rss} KiB | {goal} | {result} |",
@@ -362,7 +378,9 @@ fn free_port() -> Result<u16> {
 /// The descriptor number `pid` has `log` open as, once it has (up to 30 s).
 fn wait_for_open(pid: u32, log: &Path) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let target: PathBuf = log.canonicalize().map_err(|err| format!("{}: {err}", log.display()))?;
+    let target: PathBuf = log
+        .canonicalize()
+        .map_err(|err| format!("{}: {err}", log.display()))?;
     loop {
         if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
             for entry in entries.flatten() {
@@ -374,7 +392,10 @@ fn wait_for_open(pid: u32, log: &Path) -> Result<u32> {
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("process {pid} did not open {} within 30 s", log.display()));
+            return Err(format!(
+                "process {pid} did not open {} within 30 s",
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -393,7 +414,8 @@ fn position(pid: u32, fd: u32) -> Result<u64> {
 /// pitcrew-tail's `pitcrew_tail_delivered_records` total, from its admin server.
 /// (0 while the admin server does not answer yet.)
 fn delivered_records(admin: u16) -> Result<u64> {
-    let Ok(text) = util::stdout_of(Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{admin}/metrics")]))
+    let Ok(text) =
+        util::stdout_of(Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{admin}/metrics")]))
     else {
         return Ok(0);
     };
@@ -454,19 +476,23 @@ fn write_as_fast_as_possible(log: &Path, bytes: u64, lines_per_second: Option<u6
 }
 
 fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|err| format!("process {pid}: {err}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|err| format!("process {pid}: {err}"))?;
     // Fields after the command name (which may hold spaces, so split after its ')').
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line; after the ')' field 3 (state) is [0].
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
     // Linux's USER_HZ is 100 on every architecture we run on.
     Ok(Duration::from_millis(ticks * 10))
 }
 
 fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|err| format!("process {pid}: {err}"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|err| format!("process {pid}: {err}"))?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))

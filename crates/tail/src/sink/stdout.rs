@@ -29,7 +29,10 @@ pub struct HeaderWriter {
 impl HeaderWriter {
     /// A writer that prints headers when `headers` is true.
     pub fn new(headers: bool) -> Self {
-        HeaderWriter { headers, last_file: None }
+        HeaderWriter {
+            headers,
+            last_file: None,
+        }
     }
 
     /// Appends the header for the file with `id` and `path` to `out` if it differs from the
@@ -87,7 +90,8 @@ impl StdoutSink {
         for record in records {
             match self.format {
                 OutputFormat::Raw => {
-                    self.headers.header(record.source.id, &record.source.path, &mut self.buffer);
+                    self.headers
+                        .header(record.source.id, &record.source.path, &mut self.buffer);
                     self.buffer.extend_from_slice(&record.message);
                 }
                 OutputFormat::Json => encode::json_record(record, context, &mut self.buffer),
