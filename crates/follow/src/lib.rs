@@ -209,6 +209,8 @@ pub enum FollowError {
 /// [`FollowControl::finish`] once everything is read, or in `once` mode at the end.
 pub struct Follower {
     events: tokio::sync::mpsc::Receiver<Event>,
+    /// To wake the engine when it waits for room in the channel.
+    shared: Arc<engine::Shared>,
 }
 
 /// Controls a running follower; cheap to clone.
@@ -221,12 +223,35 @@ impl Follower {
     /// Starts following on a thread of its own.
     pub fn start(config: FollowConfig) -> Result<(Follower, FollowControl), FollowError> {
         let (events, inner) = engine::spawn(config)?;
-        Ok((Follower { events }, FollowControl { inner }))
+        let follower = Follower {
+            events,
+            shared: Arc::clone(&inner),
+        };
+        Ok((follower, FollowControl { inner }))
     }
 
     /// The next event; `None` when the follower has ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
+        let event = self.events.recv().await;
+        self.shared.consumed();
+        event
+    }
+
+    /// The next event if one is waiting, without blocking (for consumers that batch).
+    pub fn try_next(&mut self) -> Option<Event> {
+        let event = self.events.try_recv().ok();
+        if event.is_some() {
+            self.shared.consumed();
+        }
+        event
+    }
+
+    /// The next event, blocking the calling thread (for consumers outside an async runtime;
+    /// never call it from inside one).
+    pub fn blocking_next(&mut self) -> Option<Event> {
+        let event = self.events.blocking_recv();
+        self.shared.consumed();
+        event
     }
 }
 
