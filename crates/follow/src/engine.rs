@@ -311,6 +311,10 @@ struct Engine {
     /// New files whose first bytes equal a followed file's: maybe a copy being made before a
     /// truncation (copytruncate). Held back until the window ends or the truncation is seen.
     deferred: HashMap<(u64, u64), Instant>,
+    /// New files found empty, not opened yet: an empty file says nothing about whether it is a
+    /// copy being made (copytruncate), so it is judged when its first bytes arrive. Checked
+    /// with one stat each at every wake-up, so that moment is not missed.
+    empty: HashMap<(u64, u64), PathBuf>,
     /// Paths that could not be opened, with the reason last logged.
     unreadable: HashMap<PathBuf, String>,
     buf: Vec<u8>,
@@ -348,6 +352,7 @@ impl Engine {
             resume,
             truncations: Vec::new(),
             deferred: HashMap::new(),
+            empty: HashMap::new(),
             unreadable: HashMap::new(),
             buf,
             last_status: Instant::now(),
@@ -391,7 +396,7 @@ impl Engine {
                     let _ = self.wake.try_recv();
                 }
             }
-            let asked = self.out.shared.pending_scan.swap(false, Ordering::SeqCst);
+            let asked = self.out.shared.pending_scan.swap(false, Ordering::SeqCst) || self.empty_grew();
             if self.config.follow_names && (asked || Instant::now() >= next_rescan) {
                 if watching {
                     self.watch_new_dirs();
@@ -400,6 +405,16 @@ impl Engine {
                 next_rescan = Instant::now() + self.config.rescan_interval;
             }
         }
+    }
+
+    /// Whether a new file that was empty has bytes now (or is gone): time for a scan.
+    fn empty_grew(&self) -> bool {
+        self.empty
+            .iter()
+            .any(|((dev, ino), path)| match std::fs::metadata(path) {
+                Ok(metadata) => metadata.dev() != *dev || metadata.ino() != *ino || metadata.len() > 0,
+                Err(_) => true,
+            })
     }
 
     /// The earliest time something is due without any event.
@@ -549,6 +564,8 @@ impl Engine {
         }
         self.deferred
             .retain(|identity, _| by_identity.contains_key(identity));
+        // Re-judged below: still empty files go back in, grown ones are opened.
+        self.empty.clear();
         for (path, dev, ino) in found {
             if by_identity.contains_key(&(dev, ino)) {
                 self.open_new(&path, first)?;
@@ -586,6 +603,10 @@ impl Engine {
             .iter()
             .any(|tracked| tracked.dev == dev && tracked.ino == ino)
         {
+            return Ok(());
+        }
+        if size == 0 && !first {
+            self.empty.insert((dev, ino), path.to_owned());
             return Ok(());
         }
         let head = match read_head(&file, size) {
@@ -860,10 +881,15 @@ impl Engine {
             config,
             ..
         } = self;
-        let tracked = &mut files[index];
         let mut progress = false;
         let mut reads = 0;
         loop {
+            // About to block on a full channel: let status() show where reading paused (once
+            // per read of read_buffer_bytes at most: cheap next to the read).
+            if out.tx.capacity() == 0 {
+                publish_status(files, &out.shared);
+            }
+            let tracked = &mut files[index];
             if out.stopped() {
                 return Err(Stopped);
             }
@@ -901,19 +927,22 @@ impl Engine {
 
     fn publish_status(&mut self) {
         self.last_status = Instant::now();
-        let status = self
-            .files
-            .iter()
-            .map(|tracked| FileStatus {
-                file: Arc::clone(&tracked.info),
-                read_offset: tracked.offset,
-                size: tracked.size.max(tracked.offset),
-                last_progress: tracked.last_progress,
-            })
-            .collect();
-        if let Ok(mut shared) = self.out.shared.status.lock() {
-            *shared = status;
-        }
+        publish_status(&self.files, &self.out.shared);
+    }
+}
+
+fn publish_status(files: &[Tracked], shared: &Shared) {
+    let status = files
+        .iter()
+        .map(|tracked| FileStatus {
+            file: Arc::clone(&tracked.info),
+            read_offset: tracked.offset,
+            size: tracked.size.max(tracked.offset),
+            last_progress: tracked.last_progress,
+        })
+        .collect();
+    if let Ok(mut shared) = shared.status.lock() {
+        *shared = status;
     }
 }
 
