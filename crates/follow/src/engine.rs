@@ -797,6 +797,9 @@ impl Engine {
             "{}: truncated (size {size}, {at} bytes read); reading it again from the start",
             tracked.info.path.display()
         );
+        // A copy held back (or about to appear) is judged against this record at the next
+        // scan: make it the next thing the loop does.
+        self.out.shared.pending_scan.store(true, Ordering::SeqCst);
         self.truncations.push(Truncation {
             head: std::mem::take(&mut tracked.head),
             at: tracked.emitted,
