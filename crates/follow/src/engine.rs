@@ -617,28 +617,9 @@ impl Engine {
             }
         };
 
-        let mut truncated_at = None;
-        let start = if let Some(entry) = self.take_resume(dev, ino, &head) {
-            if size < entry.offset {
-                truncated_at = Some(entry.offset);
-                (0, "checkpoint")
-            } else {
-                (entry.offset, "checkpoint")
-            }
-        } else if let Some(offset) = self.copy_offset(&file, size, &head) {
-            (offset, "copy of a truncated file")
-        } else if !first && self.defer(dev, ino, &head) {
+        let Some((start, truncated_at)) = self.decide_start(&mut file, path, (dev, ino, size), &head, first)
+        else {
             return Ok(());
-        } else if first && self.resume.is_none() {
-            match self.start_offset(&mut file, size) {
-                Ok(start) => start,
-                Err(err) => {
-                    note_unreadable(&mut self.unreadable, path, &err);
-                    return Ok(());
-                }
-            }
-        } else {
-            (0, "new file")
         };
         let (offset, reason) = start;
         if let Err(err) = file.seek(SeekFrom::Start(offset)) {
@@ -682,10 +663,10 @@ impl Engine {
             }
         }
         tracing::debug!("{}: following from offset {offset} ({reason})", path.display());
-        let info = Arc::clone(&tracked.info);
+        let opened = Arc::clone(&tracked.info);
         self.files.push(tracked);
         self.out.send(Event::Opened {
-            file: Arc::clone(&info),
+            file: Arc::clone(&opened),
             offset,
             reason,
         })?;
@@ -695,9 +676,45 @@ impl Engine {
                  reading it from the start",
                 path.display()
             );
-            self.out.send(Event::Truncated { file: info, at })?;
+            self.out.send(Event::Truncated { file: opened, at })?;
         }
         Ok(())
+    }
+
+    /// Where reading starts in a newly found file, and the checkpoint offset it was truncated
+    /// below while not followed; `None` to leave it for now (held back, or unreadable).
+    #[allow(clippy::type_complexity)]
+    fn decide_start(
+        &mut self,
+        file: &mut File,
+        path: &Path,
+        (dev, ino, size): (u64, u64, u64),
+        head: &[u8],
+        first: bool,
+    ) -> Option<((u64, &'static str), Option<u64>)> {
+        if let Some(entry) = self.take_resume(dev, ino, head) {
+            return Some(if size < entry.offset {
+                ((0, "checkpoint"), Some(entry.offset))
+            } else {
+                ((entry.offset, "checkpoint"), None)
+            });
+        }
+        if let Some(offset) = self.copy_offset(file, size, head) {
+            return Some(((offset, "copy of a truncated file"), None));
+        }
+        if !first && self.defer(dev, ino, head) {
+            return None;
+        }
+        if first && self.resume.is_none() {
+            return match self.start_offset(file, size) {
+                Ok(start) => Some((start, None)),
+                Err(err) => {
+                    note_unreadable(&mut self.unreadable, path, &err);
+                    None
+                }
+            };
+        }
+        Some(((0, "new file"), None))
     }
 
     /// The checkpoint entry for this file, if any (used once).
@@ -1017,27 +1034,18 @@ fn warn_long_line(tracked: &Tracked, at: u64, max_line: usize) {
 /// end there (for the copy-recognition tail).
 fn finish_held_line(tracked: &mut Tracked, end: u64, last_bytes: &[u8], out: &Out) -> Result<(), Stopped> {
     let start = tracked.emitted;
-    let (data, cut) = match tracked.skipped.take() {
-        Some(dropped) => {
-            let mut line = Vec::with_capacity(tracked.partial.len() + TRUNCATION_MARKER.len() + 1);
-            line.extend_from_slice(&tracked.partial);
-            line.extend_from_slice(TRUNCATION_MARKER);
-            line.push(b'\n');
-            tracked.tail.clear();
-            (line, Some(Cut::Truncated { dropped }))
-        }
-        None => {
-            let mut line = std::mem::take(&mut tracked.partial);
-            line.push(b'\n');
-            tracked.tail.clear();
-            tracked.remember_tail(&line);
-            (line, None)
-        }
-    };
+    let mut data = std::mem::take(&mut tracked.partial);
+    let cut = tracked.skipped.take().map(|dropped| Cut::Truncated { dropped });
+    tracked.tail.clear();
     if cut.is_some() {
+        data.extend_from_slice(TRUNCATION_MARKER);
+        data.push(b'\n');
+        // The line's last bytes, not its kept start: the copy check compares file bytes.
         tracked.remember_tail(last_bytes);
+    } else {
+        data.push(b'\n');
+        tracked.remember_tail(&data);
     }
-    tracked.partial.clear();
     tracked.partial_since = None;
     tracked.emitted = end;
     let chunk = Chunk {
@@ -1123,16 +1131,14 @@ fn flush_partial(tracked: &mut Tracked, out: &Out) -> Result<(), Stopped> {
     let start = tracked.emitted;
     let end = tracked.offset;
     let mut line = std::mem::take(&mut tracked.partial);
-    let cut = match tracked.skipped.take() {
-        Some(dropped) => {
-            line.extend_from_slice(TRUNCATION_MARKER);
-            tracked.tail.clear();
-            Cut::Truncated { dropped }
-        }
-        None => {
-            tracked.remember_tail(&line);
-            Cut::Unterminated
-        }
+    let cut = if let Some(dropped) = tracked.skipped.take() {
+        line.extend_from_slice(TRUNCATION_MARKER);
+        // The file bytes before `end` were skipped: no tail to recognise a copy by.
+        tracked.tail.clear();
+        Cut::Truncated { dropped }
+    } else {
+        tracked.remember_tail(&line);
+        Cut::Unterminated
     };
     line.push(b'\n');
     tracked.partial_since = None;

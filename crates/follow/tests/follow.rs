@@ -408,7 +408,7 @@ fn long_lines_are_cut_with_the_marker_and_the_rest_skipped() {
     let mut settings = config(&[&log]);
     settings.max_line_bytes = 100;
     settings.read_buffer_bytes = 4096;
-    // One long line inside a read, one spanning many reads, one unterminated at the end.
+    // One long line inside a read, one spanning many reads.
     let mut content = b"short\n".to_vec();
     content.extend(std::iter::repeat_n(b'a', 150));
     content.extend_from_slice(b"\nok\n");
@@ -473,20 +473,23 @@ fn checkpoint_resume_reads_only_what_was_not_delivered() {
 
     // Truncated while nobody followed it, its first bytes unchanged (rewritten by the same
     // program): from 0, with a Truncated event.
-    let long: String = (0..300).map(|index| format!("line {index:04}\n")).collect();
-    std::fs::write(&log, &long).unwrap();
+    let mut content = String::new();
+    for index in 0..300 {
+        std::fmt::Write::write_fmt(&mut content, format_args!("line {index:04}\n")).unwrap();
+    }
+    std::fs::write(&log, &content).unwrap();
     let resume = Checkpoint {
         entries: vec![CheckpointEntry {
-            key: key_of(&log, long.as_bytes()),
+            key: key_of(&log, content.as_bytes()),
             path: log.clone(),
-            offset: long.len() as u64,
+            offset: content.len() as u64,
         }],
     };
-    std::fs::write(&log, &long[..2000]).unwrap();
+    std::fs::write(&log, &content[..2000]).unwrap();
     let mut settings = config(&[&log]);
     settings.resume = Some(resume);
     let run = Run::start(settings);
-    run.wait_for_text(&long[..2000]);
+    run.wait_for_text(&content[..2000]);
     let events = run.snapshot();
     assert_eq!(opened(&events), vec![(log, 0, "checkpoint")]);
     assert!(

@@ -56,11 +56,27 @@ impl Consumer for EngineConsumer {
                     .save(&checkpoint)
                     .expect("the checkpoint saves");
             };
-            while let Some(event) = follower.blocking_next() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            loop {
+                // A timeout, so a quiet follower still gets its checkpoint saved.
+                let next =
+                    runtime.block_on(async { tokio::time::timeout(SAVE_EVERY, follower.next()).await });
                 if kill.load(Ordering::SeqCst) {
                     // kill -9: nothing more is delivered or saved.
                     return;
                 }
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(_) => {
+                        save(&entries);
+                        saved = Instant::now();
+                        continue;
+                    }
+                };
                 match event {
                     Event::Opened { file, offset, .. } => {
                         entries.insert(
@@ -137,7 +153,10 @@ impl Consumer for EngineConsumer {
 
 fn torture(default_seconds: u64) {
     if std::env::var_os("PITCREW_TORTURE_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::stderr)
+            .try_init();
     }
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
