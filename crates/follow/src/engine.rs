@@ -165,14 +165,17 @@ impl Pattern {
         })
     }
 
-    /// The paths matching now, in sorted order for globs.
-    fn expand(&self) -> Vec<PathBuf> {
+    /// The paths matching now, and directories the glob could not read.
+    fn expand(&self) -> (Vec<PathBuf>, Vec<glob::GlobError>) {
         if !self.is_glob {
-            return if self.path.exists() {
-                vec![self.path.clone()]
-            } else {
-                Vec::new()
-            };
+            return (
+                if self.path.exists() {
+                    vec![self.path.clone()]
+                } else {
+                    Vec::new()
+                },
+                Vec::new(),
+            );
         }
         let options = glob::MatchOptions {
             // Like a shell: `*.log` does not match `.app.log.tmp` (temporary files of atomic
@@ -180,10 +183,17 @@ impl Pattern {
             require_literal_leading_dot: true,
             ..glob::MatchOptions::new()
         };
-        match glob::glob_with(&self.text, options) {
-            Ok(paths) => paths.filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
+        let (mut paths, mut errors) = (Vec::new(), Vec::new());
+        // Checked at start-up: the pattern is valid.
+        if let Ok(matches) = glob::glob_with(&self.text, options) {
+            for found in matches {
+                match found {
+                    Ok(path) => paths.push(path),
+                    Err(err) => errors.push(err),
+                }
+            }
         }
+        (paths, errors)
     }
 }
 
@@ -376,7 +386,8 @@ impl Engine {
         }
         let mut next_rescan = Instant::now() + self.config.rescan_interval;
         loop {
-            if self.out.stopped() {
+            // Stopped, or the consumer dropped its `Follower`: end rather than poll forever.
+            if self.out.stopped() || self.out.tx.is_closed() {
                 return Err(Stopped);
             }
             if self.out.shared.finish.load(Ordering::SeqCst) {
@@ -507,7 +518,10 @@ impl Engine {
         let mut found: Vec<(PathBuf, u64, u64)> = Vec::new();
         let mut seen = HashSet::new();
         for pattern in &mut self.patterns {
-            let paths = pattern.expand();
+            let (paths, errors) = pattern.expand();
+            for err in errors {
+                note_unreadable(&mut self.unreadable, err.path(), err.error());
+            }
             let mut matched = false;
             for path in paths {
                 match std::fs::metadata(&path) {
@@ -524,7 +538,9 @@ impl Engine {
             }
             if !matched && !pattern.announced_waiting && (first || self.config.follow_names) {
                 pattern.announced_waiting = true;
-                if pattern.is_glob {
+                if self.config.once {
+                    tracing::info!("no file matches {}; nothing to read", pattern.text);
+                } else if pattern.is_glob {
                     tracing::info!("no file matches {} yet; waiting", pattern.text);
                 } else {
                     tracing::info!("{} does not exist yet; waiting", pattern.text);

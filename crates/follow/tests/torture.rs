@@ -3,7 +3,7 @@
 //! pitcrew-tail's tests reuse them against the real binary).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,97 +39,14 @@ impl Consumer for EngineConsumer {
         config.read_buffer_bytes = 16 * 1024;
         config.channel_capacity = 4;
         config.resume = Checkpoint::load(&self.checkpoint).expect("the checkpoint loads");
-        let (mut follower, control) = Follower::start(config).expect("the follower starts");
+        let (follower, control) = Follower::start(config).expect("the follower starts");
         let killed = Arc::new(AtomicBool::new(false));
         let (delivered, checkpoint, kill) = (
             Arc::clone(&self.delivered),
             self.checkpoint.clone(),
             Arc::clone(&killed),
         );
-        let thread = std::thread::spawn(move || {
-            let mut entries: HashMap<u64, CheckpointEntry> = HashMap::new();
-            let mut saved = Instant::now();
-            let save = |entries: &HashMap<u64, CheckpointEntry>| {
-                let mut list: Vec<_> = entries.values().cloned().collect();
-                list.sort_by_key(|entry| (entry.key.dev, entry.key.ino));
-                Checkpoint { entries: list }
-                    .save(&checkpoint)
-                    .expect("the checkpoint saves");
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            loop {
-                // A timeout, so a quiet follower still gets its checkpoint saved.
-                let next =
-                    runtime.block_on(async { tokio::time::timeout(SAVE_EVERY, follower.next()).await });
-                if kill.load(Ordering::SeqCst) {
-                    // kill -9: nothing more is delivered or saved.
-                    return;
-                }
-                let event = match next {
-                    Ok(Some(event)) => event,
-                    Ok(None) => break,
-                    Err(_) => {
-                        save(&entries);
-                        saved = Instant::now();
-                        continue;
-                    }
-                };
-                match event {
-                    Event::Opened { file, offset, .. } => {
-                        entries.insert(
-                            file.id,
-                            CheckpointEntry {
-                                key: file.key,
-                                path: file.path.clone(),
-                                offset,
-                            },
-                        );
-                    }
-                    Event::Lines(chunk) => {
-                        let mut lines = delivered.lock().unwrap();
-                        lines.extend(
-                            chunk
-                                .data
-                                .split(|byte| *byte == b'\n')
-                                .filter(|line| !line.is_empty())
-                                .map(<[u8]>::to_vec),
-                        );
-                        drop(lines);
-                        entries.insert(
-                            chunk.file.id,
-                            CheckpointEntry {
-                                key: chunk.file.key,
-                                path: chunk.file.path.clone(),
-                                offset: chunk.end,
-                            },
-                        );
-                    }
-                    Event::Truncated { file, .. } => {
-                        entries.insert(
-                            file.id,
-                            CheckpointEntry {
-                                key: file.key,
-                                path: file.path.clone(),
-                                offset: 0,
-                            },
-                        );
-                    }
-                    Event::Released { file, .. } => {
-                        entries.remove(&file.id);
-                    }
-                }
-                if saved.elapsed() >= SAVE_EVERY {
-                    save(&entries);
-                    saved = Instant::now();
-                }
-            }
-            if !kill.load(Ordering::SeqCst) {
-                save(&entries);
-            }
-        });
+        let thread = std::thread::spawn(move || consume(follower, &delivered, &checkpoint, &kill));
         self.running = Some(Running {
             control,
             killed,
@@ -148,6 +65,92 @@ impl Consumer for EngineConsumer {
 
     fn drain(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut *self.delivered.lock().unwrap())
+    }
+}
+
+/// The consumer thread: delivers lines, tracks delivered offsets per file, saves them on a
+/// timer; a kill returns at once without saving.
+fn consume(mut follower: Follower, delivered: &Mutex<Vec<Vec<u8>>>, checkpoint: &Path, kill: &AtomicBool) {
+    let mut entries: HashMap<u64, CheckpointEntry> = HashMap::new();
+    let mut saved = Instant::now();
+    let save = |entries: &HashMap<u64, CheckpointEntry>| {
+        let mut list: Vec<_> = entries.values().cloned().collect();
+        list.sort_by_key(|entry| (entry.key.dev, entry.key.ino));
+        Checkpoint { entries: list }
+            .save(checkpoint)
+            .expect("the checkpoint saves");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    loop {
+        // A timeout, so a quiet follower still gets its checkpoint saved.
+        let next = runtime.block_on(async { tokio::time::timeout(SAVE_EVERY, follower.next()).await });
+        if kill.load(Ordering::SeqCst) {
+            // kill -9: nothing more is delivered or saved.
+            return;
+        }
+        let event = match next {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(_) => {
+                save(&entries);
+                saved = Instant::now();
+                continue;
+            }
+        };
+        match event {
+            Event::Opened { file, offset, .. } => {
+                entries.insert(
+                    file.id,
+                    CheckpointEntry {
+                        key: file.key,
+                        path: file.path.clone(),
+                        offset,
+                    },
+                );
+            }
+            Event::Lines(chunk) => {
+                let mut lines = delivered.lock().unwrap();
+                lines.extend(
+                    chunk
+                        .data
+                        .split(|byte| *byte == b'\n')
+                        .filter(|line| !line.is_empty())
+                        .map(<[u8]>::to_vec),
+                );
+                drop(lines);
+                entries.insert(
+                    chunk.file.id,
+                    CheckpointEntry {
+                        key: chunk.file.key,
+                        path: chunk.file.path.clone(),
+                        offset: chunk.end,
+                    },
+                );
+            }
+            Event::Truncated { file, .. } => {
+                entries.insert(
+                    file.id,
+                    CheckpointEntry {
+                        key: file.key,
+                        path: file.path.clone(),
+                        offset: 0,
+                    },
+                );
+            }
+            Event::Released { file, .. } => {
+                entries.remove(&file.id);
+            }
+        }
+        if saved.elapsed() >= SAVE_EVERY {
+            save(&entries);
+            saved = Instant::now();
+        }
+    }
+    if !kill.load(Ordering::SeqCst) {
+        save(&entries);
     }
 }
 
