@@ -1,13 +1,87 @@
 //! pitcrew-follow: the file follower behind `pitcrew-tail` (and, later, `pitcrew-metrics`).
 //!
-//! CONTRACT SKELETON — the public API below is fixed; bodies are being written.
+//! It follows paths and globs (`/var/log/app/*.log`), picks up files that appear later, survives
+//! every rotation style, tells files apart by device + inode AND a fingerprint of their first
+//! bytes, and hands out [`Chunk`]s of complete lines with the file offsets they cover, so a
+//! consumer can checkpoint exactly what it has delivered ([`checkpoint`]).
 //!
-//! What it does: follows paths and globs (`/var/log/app/*.log`), picks up files that appear
-//! later (notify, plus a periodic rescan as a backstop), survives every rotation style
-//! (rename-and-create, copytruncate, delete-and-recreate, a symlink whose target changes),
-//! tells files apart by device + inode AND a fingerprint of their first bytes, and hands out
-//! [`Chunk`]s of complete lines with the file offsets they cover, so a consumer can checkpoint
-//! exactly what it has delivered ([`checkpoint`]).
+//! # Design
+//!
+//! One thread ([`Follower::start`]) expands the patterns, opens files, and reads them with one
+//! large buffer (`read_buffer_bytes`, 256 KiB): per read it finds the last newline (memrchr),
+//! hands out everything before it as one [`Chunk`] (one copy into [`Bytes`], no per-line
+//! allocation or work), and holds the unterminated rest. Lines longer than `max_line_bytes` are
+//! cut (only looked for when a chunk is longer than a line may be). Chunks go through a bounded
+//! channel: when the consumer is slow, reading pauses (backpressure) instead of buffering.
+//!
+//! **notify** (inotify on Linux) watches the directories of the patterns, non-recursively: a
+//! new, renamed or deleted entry triggers a rescan at once, and a write triggers a read. It is
+//! only a doorbell: a periodic rescan (`rescan_interval`) and a poll of open files
+//! (`poll_interval`) catch whatever it misses (overflowed queues, network file systems, a
+//! directory created after start-up), and are all there is when notify cannot start (inotify
+//! limits): a warning says so.
+//!
+//! **linemux** (the design card's other crate) is not used: it yields a `String` per line (an
+//! allocation per line, and invalid UTF-8 is an error), knows paths but not file identity or
+//! byte offsets (so no checkpoint can say where to resume, and an inode reused after rotation
+//! cannot be told from the old file), and handles neither copytruncate nor globs that match new
+//! files.
+//!
+//! # Rotation styles handled (with `follow_names`, `tail -F`)
+//!
+//! - **rename and create** (logrotate's default): the open descriptor is kept and read to its
+//!   end; it is kept `rotate_wait` after its last growth in case the writer still appends, then
+//!   [`Event::Released`]. The new file at the path is read from 0. A renamed file that still
+//!   matches a pattern (`app.log*`, `app.log` → `app.log.1`) is the same file and is followed on
+//!   without re-reading (tracking is by identity, not by name).
+//! - **copytruncate**: a file smaller than the offset read, or whose first bytes changed, was
+//!   truncated: [`Event::Truncated`], reading restarts at 0. Checked whenever the file changed
+//!   size and at every rescan.
+//! - **copytruncate with the copy followed** (the copy matches a pattern): the copy is a new file
+//!   whose first bytes are the truncated file's. A new file is taken for the copy, and read from
+//!   the offset handed out before the truncation instead of from 0, when (1) a followed file was
+//!   truncated within the last `rotate_wait + rescan_interval`, (2) the new file starts with the
+//!   bytes that file started with, (3) it is at least as long as that offset, and (4) its 64 bytes
+//!   before that offset are the ones last handed out. So the lines written between our last read
+//!   and the truncation are read from the copy, and nothing is read twice. A new file whose first
+//!   bytes equal a followed file's is held back (up to the same window) in case it is a copy
+//!   whose source is about to be truncated, and a new empty file is judged when its first bytes
+//!   arrive. This is a heuristic: two unrelated files that share their first bytes and the 64
+//!   bytes before the offset, one truncated just as the other appears, would be confused.
+//! - **delete and recreate**: like rename, the open descriptor is read to its end.
+//! - **a symlink whose target changes** (a Kubernetes `..data` swap): the link is stat'ed through;
+//!   a different identity behind the name is a rotation. Files are reported under the link's path.
+//!
+//! With `follow_names` off (`tail -f`), the descriptors opened at start-up are followed, whatever
+//! happens to the names (truncation is still noticed). With `once`, every file is read to its
+//! current end, unterminated last lines are emitted, and the stream ends.
+//!
+//! # Identity
+//!
+//! [`FileKey`] is device + inode + [`Fingerprint`] (FNV-1a 64, stable across builds) of the first
+//! up to [`identity::FINGERPRINT_BYTES`] (1024) bytes. Keys match a file as prefixes: a key over
+//! `L` bytes matches a file with that device and inode whose first `L` bytes hash to it (see
+//! [`identity`]). An inode reused by a new file (different first bytes) and two files with
+//! identical first lines (different inodes) are both different files. [`FileInfo::key`] is
+//! refreshed as a short file grows (and after a truncation): [`FileInfo::id`] stays the same and
+//! later chunks carry the new `FileInfo`; a consumer keys its state by `id` and stores the latest
+//! `key` it saw in its checkpoint.
+//!
+//! # What is guaranteed, and what is not
+//!
+//! - Chunks of one file come in file order; [`Chunk::end`] is a safe resume point once the
+//!   chunk's lines are delivered. Resuming from a checkpoint ([`FollowConfig::resume`]) of
+//!   delivered offsets loses nothing and repeats nothing, across rename, delete and copytruncate
+//!   (the copy followed) rotations while running, and renames while stopped when the new names
+//!   still match.
+//! - Invalid UTF-8 is passed through untouched; a line over `max_line_bytes` is cut to that many
+//!   bytes plus [`TRUNCATION_MARKER`] (memory stays bounded whatever the line's length).
+//! - Not guaranteed: lines written between the last read and a copytruncate are lost unless the
+//!   copy is followed (no follower can read what was truncated away); a copy made while nothing
+//!   follows (or before the first scan) is read from its start (duplicates, never loss); a file
+//!   deleted or renamed out of the patterns while nobody follows it is gone; a rotated file
+//!   still written to after `rotate_wait` is let go; order between different files is not
+//!   defined.
 
 pub mod checkpoint;
 mod engine;
@@ -209,6 +283,8 @@ pub enum FollowError {
 /// [`FollowControl::finish`] once everything is read, or in `once` mode at the end.
 pub struct Follower {
     events: tokio::sync::mpsc::Receiver<Event>,
+    /// To wake the engine when it waits for room in the channel.
+    shared: Arc<engine::Shared>,
 }
 
 /// Controls a running follower; cheap to clone.
@@ -221,12 +297,35 @@ impl Follower {
     /// Starts following on a thread of its own.
     pub fn start(config: FollowConfig) -> Result<(Follower, FollowControl), FollowError> {
         let (events, inner) = engine::spawn(config)?;
-        Ok((Follower { events }, FollowControl { inner }))
+        let follower = Follower {
+            events,
+            shared: Arc::clone(&inner),
+        };
+        Ok((follower, FollowControl { inner }))
     }
 
     /// The next event; `None` when the follower has ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
+        let event = self.events.recv().await;
+        self.shared.consumed();
+        event
+    }
+
+    /// The next event if one is waiting, without blocking (for consumers that batch).
+    pub fn try_next(&mut self) -> Option<Event> {
+        let event = self.events.try_recv().ok();
+        if event.is_some() {
+            self.shared.consumed();
+        }
+        event
+    }
+
+    /// The next event, blocking the calling thread (for consumers outside an async runtime;
+    /// never call it from inside one).
+    pub fn blocking_next(&mut self) -> Option<Event> {
+        let event = self.events.blocking_recv();
+        self.shared.consumed();
+        event
     }
 }
 

@@ -81,4 +81,5 @@ pub mod nginx;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod rotation;
 pub mod rsyslog;
