@@ -555,7 +555,7 @@ impl Args {
                 "-c/--bytes {bytes}: byte mode is not supported; pitcrew-tail works on lines (use -n)"
             )));
         }
-        let sinks = self.sinks(parse_sink)?;
+        let sinks = self.sinks(env, parse_sink)?;
         let stdout_only = sinks.iter().all(|sink| matches!(sink, SinkSpec::Stdout));
         let has_stdout = sinks.iter().any(|sink| matches!(sink, SinkSpec::Stdout));
         let output = match self.output {
@@ -757,16 +757,25 @@ impl Args {
         })
     }
 
-    /// `--sink` values (each split on whitespace, as the env twin's list is), or stdout.
+    /// `--sink` values, or stdout. Only the env twin's list is split on whitespace: a
+    /// `--sink` flag is one URL, whose credentials (from a Secret) may hold a space.
     fn sinks(
         &self,
+        env: &dyn Fn(&str) -> Option<String>,
         parse_sink: &dyn Fn(&str) -> Result<SinkSpec, String>,
     ) -> Result<Vec<SinkSpec>, TailError> {
-        let texts: Vec<&str> = self
-            .sink
-            .iter()
-            .flat_map(|text| text.split_whitespace())
-            .collect();
+        let from_env = matches!(
+            (self.sink.as_slice(), env("PITCREW_TAIL_SINKS")),
+            ([one], Some(value)) if *one == value
+        );
+        let texts: Vec<&str> = if from_env {
+            self.sink
+                .iter()
+                .flat_map(|text| text.split_whitespace())
+                .collect()
+        } else {
+            self.sink.iter().map(String::as_str).collect()
+        };
         if texts.is_empty() {
             return Ok(vec![SinkSpec::Stdout]);
         }

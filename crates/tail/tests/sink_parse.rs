@@ -40,7 +40,7 @@ fn accepted_forms_and_their_display_names() {
         Ok(SinkSpec::Syslog(_))
     ));
     assert!(matches!(
-        SinkSpec::parse("s3://bucket/logs/{date}"),
+        SinkSpec::parse("s3://bucket/logs/{date}/{seq}.ndjson.gz"),
         Ok(SinkSpec::S3(_))
     ));
 }
@@ -123,5 +123,28 @@ fn credentials_are_masked_in_errors() {
             "password shown: {err}"
         );
         assert!(err.contains("***"), "{err}");
+    }
+}
+
+/// Regression: a password the kubelet put in with `$(VAR)` from a Secret cannot be
+/// percent-encoded, so the user-info runs to the last `@` and keeps `/ # ? @ :` and spaces.
+#[test]
+fn credentials_from_a_secret_with_url_characters_stay_whole() {
+    let secret = "s3cr3t&/#?@:x y";
+    for text in [
+        format!("http://writer:{secret}@collector:8080/in"),
+        format!("loki+https://writer:{secret}@loki:3100"),
+        format!("es+http://writer:{secret}@es:9200/logs"),
+    ] {
+        let spec = SinkSpec::parse(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
+        let auth = match &spec {
+            SinkSpec::Http(spec) => spec.auth.clone(),
+            SinkSpec::Loki(spec) => spec.auth.clone(),
+            SinkSpec::Elasticsearch(spec) => spec.auth.clone(),
+            other => panic!("{text}: parsed as {other:?}"),
+        }
+        .expect("basic auth");
+        assert_eq!((auth.user.as_str(), auth.password.as_str()), ("writer", secret));
+        assert!(!spec.display_name().contains("s3cr3t"), "{}", spec.display_name());
     }
 }

@@ -67,17 +67,39 @@ impl SinkSpec {
         if text.is_empty() {
             return Err(fail("empty value"));
         }
-        // The url crate would quietly trim or percent-encode spaces: a space is almost always
-        // a quoting mistake in the pod spec, so it is refused.
-        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(fail("contains whitespace or a control character"));
-        }
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(fail("no scheme (`scheme://`)"));
         };
         let scheme = scheme.to_ascii_lowercase();
+        // The user-info of the HTTP-family sinks runs to the LAST `@` and is taken as typed:
+        // a password put in by the kubelet's `$(VAR)` from a Secret may hold `/`, `#`, `?`,
+        // `@`, `:` or a space, and cannot be percent-encoded there (pitcrew-wait reads
+        // database URLs the same way).
+        let http_family = matches!(
+            scheme.as_str(),
+            "http"
+                | "https"
+                | "loki+http"
+                | "loki+https"
+                | "elasticsearch+http"
+                | "elasticsearch+https"
+                | "es+http"
+                | "es+https"
+        );
+        let (auth, rest) = match rest.rfind('@') {
+            Some(at) if http_family => (
+                Some(BasicAuth::from_userinfo(&rest[..at]).map_err(|e| fail(&e))?),
+                &rest[at + 1..],
+            ),
+            _ => (None, rest),
+        };
+        // The url crate would quietly trim or percent-encode spaces: a space outside the
+        // credentials is almost always a quoting mistake in the pod spec, so it is refused.
+        if scheme.chars().chain(rest.chars()).any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail("contains whitespace or a control character"));
+        }
         let inner = |transport: &str| format!("{transport}://{rest}");
-        match scheme.as_str() {
+        let mut spec = match scheme.as_str() {
             "http" | "https" => http::HttpSpec::from_url(&http_url(&inner(&scheme)).map_err(|e| fail(&e))?)
                 .map(SinkSpec::Http)
                 .map_err(|e| fail(&e)),
@@ -108,7 +130,16 @@ impl SinkSpec {
                 }
             }
             _ => Err(fail(&format!("unknown scheme {scheme:?}"))),
+        }?;
+        if let Some(auth) = auth {
+            match &mut spec {
+                SinkSpec::Http(spec) => spec.auth = Some(auth),
+                SinkSpec::Loki(spec) => spec.auth = Some(auth),
+                SinkSpec::Elasticsearch(spec) => spec.auth = Some(auth),
+                _ => {}
+            }
         }
+        Ok(spec)
     }
 
     /// The sink as shown in logs and metric labels: scheme, host, port, path; never
@@ -157,6 +188,16 @@ impl std::fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
+    /// `user[:password]` as typed before a URL's last `@`; each part is percent-decoded
+    /// (a `%` not followed by two hex digits stays as it is).
+    pub fn from_userinfo(userinfo: &str) -> Result<BasicAuth, String> {
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let user = percent_decode(user).ok_or("the user name is not valid UTF-8 once percent-decoded")?;
+        let password =
+            percent_decode(password).ok_or("the password is not valid UTF-8 once percent-decoded")?;
+        Ok(BasicAuth { user, password })
+    }
+
     /// The user-info of `url`, if any.
     pub fn from_url(url: &url::Url) -> Result<Option<BasicAuth>, String> {
         if url.username().is_empty() && url.password().is_none() {
