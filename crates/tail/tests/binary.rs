@@ -419,3 +419,57 @@ fn the_admin_server_reports_metrics_and_readyz_fails_while_a_sink_is_down() {
         tail.stderr()
     );
 }
+
+/// The receiver is down for a while and comes back on the same port: reading pauses rather
+/// than dropping, and every line arrives exactly once, in order.
+#[test]
+fn a_sink_outage_loses_nothing_and_duplicates_nothing() {
+    use pitcrew_testkit::http_receiver::HttpReceiver;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let receiver = HttpReceiver::start();
+    let mut tail = Running::start(&[
+        "-F",
+        log.to_str().unwrap(),
+        &format!("--sink={}", receiver.url("/ingest")),
+        "--batch-max-wait=100ms",
+        "--retry-max-delay=500ms",
+        "--queue-max-bytes=64KiB",
+        "--batch-max-bytes=16KiB",
+    ]);
+    let numbered = |range: std::ops::Range<u32>| {
+        let mut text = String::new();
+        for n in range {
+            let _ = writeln!(text, "line {n:06}");
+        }
+        text
+    };
+    let delivered = || -> Vec<u32> {
+        receiver
+            .requests()
+            .iter()
+            .filter(|request| request.succeeded())
+            .flat_map(|request| {
+                request
+                    .text()
+                    .lines()
+                    .filter_map(|line| {
+                        let record: serde_json::Value = serde_json::from_str(line).ok()?;
+                        record["message"].as_str()?.strip_prefix("line ")?.parse().ok()
+                    })
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    };
+    append(&log, &numbered(0..1000));
+    tail.wait_for("the first lines", |_| delivered().len() >= 1000);
+    receiver.stop();
+    // Far more than the queue holds: reading must pause, not drop.
+    append(&log, &numbered(1000..20_000));
+    tail.wait_for("a failed send to be logged", |t| t.stderr().contains("retry"));
+    receiver.resume();
+    tail.wait_for("every line", |_| delivered().len() >= 20_000);
+    tail.signal("TERM");
+    assert_eq!(tail.wait_exit(), 0, "stderr:\n{}", tail.stderr());
+    assert_eq!(delivered(), (0..20_000).collect::<Vec<u32>>());
+}

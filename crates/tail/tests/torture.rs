@@ -87,17 +87,23 @@ impl Consumer for BinaryConsumer {
             Stop::Clean => "TERM",
             Stop::Kill => "KILL",
         };
-        let _ = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "pitcrew-tail did not stop within 60 s of SIG{signal}");
+            assert!(
+                Instant::now() < deadline,
+                "pitcrew-tail did not stop within 60 s of SIG{signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         if how == Stop::Clean {
-            let stderr = std::fs::read_to_string(self.dir.join(format!("stderr-{}", self.runs))).unwrap_or_default();
+            let stderr =
+                std::fs::read_to_string(self.dir.join(format!("stderr-{}", self.runs))).unwrap_or_default();
             assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{stderr}");
         }
     }
@@ -135,7 +141,11 @@ fn torture(default_seconds: u64) {
     };
     torture.run(&mut consumer);
     assert!(consumer.runs >= 2, "the binary was never restarted");
-    eprintln!("{} lines written, {} runs of pitcrew-tail", torture.lines_written(), consumer.runs);
+    eprintln!(
+        "{} lines written, {} runs of pitcrew-tail",
+        torture.lines_written(),
+        consumer.runs
+    );
 }
 
 #[test]

@@ -95,7 +95,11 @@ impl SinkSpec {
         };
         // The url crate would quietly trim or percent-encode spaces: a space outside the
         // credentials is almost always a quoting mistake in the pod spec, so it is refused.
-        if scheme.chars().chain(rest.chars()).any(|c| c.is_whitespace() || c.is_control()) {
+        if scheme
+            .chars()
+            .chain(rest.chars())
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(fail("contains whitespace or a control character"));
         }
         let inner = |transport: &str| format!("{transport}://{rest}");
