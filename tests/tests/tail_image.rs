@@ -223,7 +223,7 @@ fn exit_on_ends_a_jobs_sidecar_after_printing_every_line() {
     let volume = LogVolume::new();
     let log = volume.path("job.log");
     let sidecar = volume.sidecar(&["-F", "/logs/job.log", "--exit-on=/logs/done"]);
-    sidecar.wait_for_log("no file matches", DEADLINE);
+    sidecar.wait_for_log("does not exist yet; waiting", DEADLINE);
     append(&log, 0..3000);
     // The job's last words, without a newline: printed at the end all the same.
     std::fs::OpenOptions::new()
