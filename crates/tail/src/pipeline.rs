@@ -97,12 +97,15 @@ pub async fn run(
             config.follow.patterns.len() > 1 || config.follow.patterns.iter().any(|p| is_glob(p))
         }
     };
-    let raw_stdout_only = matches!(config.sinks.as_slice(), [SinkSpec::Stdout])
-        && config.output == OutputFormat::Raw
-        && config.process.is_passthrough();
+    // When stdout is the only sink, records are written in this task as they come, with no
+    // worker, queue or batch in between (stdout is local: a write that returns is delivered);
+    // raw passthrough output does not even split the chunks into records.
+    let stdout_only = matches!(config.sinks.as_slice(), [SinkSpec::Stdout]);
+    let raw_stdout_only =
+        stdout_only && config.output == OutputFormat::Raw && config.process.is_passthrough();
     let (ack_sender, mut acks) = mpsc::unbounded_channel::<Ack>();
     let mut sinks = Vec::new();
-    if !raw_stdout_only {
+    if !stdout_only {
         for (index, spec) in config.sinks.iter().enumerate() {
             let handle = start_sink(
                 &config,
@@ -126,6 +129,7 @@ pub async fn run(
     admin_state.set_ready(true);
 
     let mut raw_out = raw_stdout_only.then(|| HeaderWriter::new(headers));
+    let mut stdout_out = (stdout_only && !raw_stdout_only).then(|| StdoutSink::new(config.output, headers));
     let mut processor = Processor::new(&config.process);
     let mut records: Vec<Record> = Vec::new();
     let mut bases: HashMap<u64, u64> = HashMap::new();
@@ -151,6 +155,7 @@ pub async fn run(
             }
             () = sleep_until_std(multiline_deadline) => {
                 processor.flush_expired(Instant::now(), &mut records);
+                write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
             }
             _ = ticker.tick() => {
@@ -189,7 +194,8 @@ pub async fn run(
                         } else {
                             let shifted = Chunk { start: chunk.start + base, end: chunk.end + base, ..chunk };
                             processor.push(&shifted, SystemTime::now(), &mut records);
-                            deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
+                            write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         }
                     }
                     Event::Opened { file, offset, reason } => {
@@ -203,7 +209,8 @@ pub async fn run(
                             file.path.display()
                         );
                         processor.file_ended(file.id, &mut records);
-                        deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
+                        write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         let base = bases.entry(file.id).or_insert(0);
                         *base += at;
                         tracker.truncated(&file, *base);
@@ -214,7 +221,8 @@ pub async fn run(
                             file.path.display()
                         );
                         processor.file_ended(file.id, &mut records);
-                        deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
+                        write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         let base = bases.remove(&file.id).unwrap_or(0);
                         tracker.release(&file, base + offset);
                         metrics.lag_bytes.remove(&FileLabel { file: file.path.display().to_string() });
@@ -227,6 +235,16 @@ pub async fn run(
     // The follower has ended (stop, finish, or the end of the files without -f): what the
     // processor still holds (a multiline group) is complete lines, so it goes out too.
     processor.flush_all(&mut records);
+    write_direct(
+        &mut records,
+        &mut stdout_out,
+        &mut tracker,
+        &context,
+        &mut checkpoint_due,
+        &mut state,
+        &control,
+        config.drain_timeout,
+    );
     deliver(
         &mut records,
         &sinks,
@@ -373,6 +391,43 @@ fn start_sink(
             worker_metrics,
         ),
     }
+}
+
+/// The stdout-only path: writes `records` to stdout and acknowledges them at once (nothing
+/// is left in `records`). Does nothing when records go to sink workers.
+#[allow(clippy::too_many_arguments)]
+fn write_direct(
+    records: &mut Vec<Record>,
+    out: &mut Option<StdoutSink>,
+    tracker: &mut Tracker,
+    context: &EncodeContext,
+    checkpoint_due: &mut Option<tokio::time::Instant>,
+    state: &mut Ending,
+    control: &FollowControl,
+    drain_timeout: Duration,
+) {
+    let Some(out) = out else { return };
+    if records.is_empty() {
+        return;
+    }
+    if let Err(err) = out.write_records(records, context) {
+        // stdout is gone: nothing more can be delivered; the checkpoint keeps what was.
+        tracing::error!("stdout: cannot write: {err}; stopping");
+        state.stop(SIGPIPE, control, drain_timeout);
+        records.clear();
+        return;
+    }
+    // Records come in file order: acknowledge the last of each run of one file.
+    for (index, record) in records.iter().enumerate() {
+        if records
+            .get(index + 1)
+            .is_none_or(|next| next.source.id != record.source.id)
+        {
+            tracker.ack_one(0, &record.source, record.end_offset);
+        }
+    }
+    records.clear();
+    checkpoint_due.get_or_insert_with(|| tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
 }
 
 /// Hands the records to every sink, waiting while a sink's queue is full (backpressure). A

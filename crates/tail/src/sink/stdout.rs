@@ -101,6 +101,14 @@ impl StdoutSink {
     }
 }
 
+impl StdoutSink {
+    /// Encodes `records` and writes them to stdout (the pipeline's stdout-only path).
+    pub fn write_records(&mut self, records: &[Record], context: &EncodeContext) -> io::Result<()> {
+        self.encode(records, context);
+        io::stdout().lock().write_all(&self.buffer)
+    }
+}
+
 impl Sink for StdoutSink {
     async fn send(&mut self, records: &[Record], context: &EncodeContext) -> Result<Delivery, SendError> {
         self.encode(records, context);
