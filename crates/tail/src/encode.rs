@@ -16,9 +16,6 @@
 //!   (another parsed field or an added field has it), the field is left out: nothing is lost,
 //!   since `message` holds the whole line it was parsed from.
 
-use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::record::Record;
 
 /// What every record of a run shares: the added fields (`--field`, pod metadata from env).
@@ -33,13 +30,13 @@ pub const RESERVED_NAMES: [&str; 3] = ["time", "file", "message"];
 
 /// Appends one JSON object (no newline) for `record` to `out`.
 pub fn json_record(record: &Record, context: &EncodeContext, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"time\":\"");
-    rfc3339_millis_bare(record.time, out);
-    out.extend_from_slice(b"\",\"file\":");
-    json_string(record.source.path.as_os_str().as_encoded_bytes(), out);
-    out.extend_from_slice(b",\"message\":");
     let message = record.message.as_ref();
-    json_string(message.strip_suffix(b"\r").unwrap_or(message), out);
+    pitcrew_json::record_start(
+        record.time,
+        record.source.path.as_os_str().as_encoded_bytes(),
+        message.strip_suffix(b"\r").unwrap_or(message),
+        out,
+    );
     for (index, (name, value)) in record.fields.iter().enumerate() {
         let renamed = is_reserved(name) || is_added(name, context);
         if renamed {
@@ -99,182 +96,9 @@ fn json_value(value: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `text` as a JSON string (quotes included), replacing invalid UTF-8 by U+FFFD.
-pub fn json_string(text: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    json_string_body(text, out);
-    out.push(b'"');
-}
+pub use pitcrew_json::{json_string, rfc3339_millis};
 
-/// [`json_string`] without the quotes.
-fn json_string_body(text: &[u8], out: &mut Vec<u8>) {
-    // Fast path: ASCII (the usual case for log lines) needs no UTF-8 check, and valid UTF-8
-    // is escaped as is. Only invalid input pays for the lossy conversion, which allocates.
-    if text.is_ascii() || std::str::from_utf8(text).is_ok() {
-        escape_valid(text, out);
-    } else {
-        escape_valid(String::from_utf8_lossy(text).as_bytes(), out);
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// How many bytes [`escape_valid`] checks at once.
-const BLOCK: usize = 32;
-
-/// Whether `byte` needs an escape: `"`, `\` and the control characters (RFC 8259, section
-/// 7). Bytes ≥ 0x80 are parts of valid UTF-8 sequences here and are copied. Branch-free, so
-/// the block check below compiles to vector compares.
-#[inline]
-fn needs_escape(byte: u8) -> bool {
-    (byte < 0x20) | (byte == b'"') | (byte == b'\\')
-}
-
-/// Which bytes of a block need an escape, as a bit mask (bit i for byte i). Branch-free, so
-/// it compiles to vector compares and a move-mask.
-#[inline]
-fn block_mask(block: &[u8; BLOCK]) -> u32 {
-    block.iter().enumerate().fold(0, |mask, (index, &byte)| {
-        mask | (u32::from(needs_escape(byte)) << index)
-    })
-}
-
-/// Appends the escape sequence for `byte` (one that [`needs_escape`]).
-fn push_escape(byte: u8, out: &mut Vec<u8>) {
-    match byte {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        0x08 => out.extend_from_slice(b"\\b"),
-        0x0c => out.extend_from_slice(b"\\f"),
-        control => out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(control >> 4)],
-            HEX[usize::from(control & 0xf)],
-        ]),
-    }
-}
-
-/// Escapes valid UTF-8, copying the runs between bytes that need an escape. Each block of
-/// [`BLOCK`] bytes is checked at once ([`block_mask`]); a clean block (most of a log line)
-/// is skipped, and in a dirty one only the marked bytes are visited.
-fn escape_valid(text: &[u8], out: &mut Vec<u8>) {
-    out.reserve(text.len());
-    let mut run_start = 0;
-    let mut index = 0;
-    while let Some(block) = text.get(index..index + BLOCK) {
-        let block: &[u8; BLOCK] = block.try_into().unwrap_or(&[0x20; BLOCK]);
-        let mut mask = block_mask(block);
-        while mask != 0 {
-            let at = index + mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            out.extend_from_slice(&text[run_start..at]);
-            run_start = at + 1;
-            push_escape(text[at], out);
-        }
-        index += BLOCK;
-    }
-    for (at, &byte) in text.iter().enumerate().skip(index) {
-        if needs_escape(byte) {
-            out.extend_from_slice(&text[run_start..at]);
-            run_start = at + 1;
-            push_escape(byte, out);
-        }
-    }
-    out.extend_from_slice(&text[run_start..]);
-}
-
-/// Appends an RFC 3339 UTC timestamp with milliseconds, e.g. `2026-12-03T07:41:02.123Z`.
-pub fn rfc3339_millis(time: SystemTime, out: &mut Vec<u8>) {
-    rfc3339_millis_bare(time, out);
-}
-
-/// The timestamp, by integer arithmetic (no allocation, no time-zone database): times before
-/// 1970 are written as 1970-01-01T00:00:00.000Z and times after 9999 as the last millisecond
-/// of 9999, so the output is always 24 bytes of valid RFC 3339. The date and time of day are
-/// formatted once per second per thread (records of a batch share their second; the release
-/// build is optimised for size, where each 64-bit division is a slow instruction).
-fn rfc3339_millis_bare(time: SystemTime, out: &mut Vec<u8>) {
-    const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (secs, millis) = if since.as_secs() > MAX_SECS {
-        (MAX_SECS, 999)
-    } else {
-        (since.as_secs(), since.subsec_millis())
-    };
-    let prefix = LAST_SECOND.with(|last| {
-        let (cached_secs, cached) = last.get();
-        if cached_secs == secs {
-            return cached;
-        }
-        let formatted = date_and_time(secs);
-        last.set((secs, formatted));
-        formatted
-    });
-    out.extend_from_slice(&prefix);
-    // `millis` is below 1000, so each digit fits a u8.
-    #[allow(clippy::cast_possible_truncation)]
-    let digits = [
-        b'.',
-        b'0' + (millis / 100) as u8,
-        b'0' + (millis / 10 % 10) as u8,
-        b'0' + (millis % 10) as u8,
-        b'Z',
-    ];
-    out.extend_from_slice(&digits);
-}
-
-thread_local! {
-    /// The last second formatted by this thread: `YYYY-MM-DDTHH:MM:SS`.
-    static LAST_SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (at most year 9999).
-fn date_and_time(secs: u64) -> [u8; 19] {
-    let days = secs / 86_400;
-    let in_day = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (in_day / 3600, (in_day / 60) % 60, in_day % 60);
-    let mut text = *b"0000-00-00T00:00:00";
-    put_digits(&mut text[0..4], year);
-    put_digits(&mut text[5..7], month);
-    put_digits(&mut text[8..10], day);
-    put_digits(&mut text[11..13], hour);
-    put_digits(&mut text[14..16], minute);
-    put_digits(&mut text[17..19], second);
-    text
-}
-
-/// Writes `value` as decimal digits filling `slot` (zero-padded on the left).
-fn put_digits(slot: &mut [u8], mut value: u64) {
-    for digit in slot.iter_mut().rev() {
-        // `value % 10` is below 10, so the cast cannot truncate.
-        #[allow(clippy::cast_possible_truncation)]
-        let last = (value % 10) as u8;
-        *digit = b'0' + last;
-        value /= 10;
-    }
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, for non-negative day counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
+use pitcrew_json::json_string_body;
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +106,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     use bytes::Bytes;
     use pitcrew_follow::{FileInfo, FileKey, Fingerprint};
@@ -379,7 +204,7 @@ mod tests {
                 }
             }
             assert_eq!(
-                needs_escape(byte),
+                pitcrew_json::needs_escape(byte),
                 byte < 0x20 || byte == b'"' || byte == b'\\',
                 "{byte:#x}"
             );

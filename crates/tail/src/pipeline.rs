@@ -125,6 +125,11 @@ pub async fn run(
 
     let mut follow = config.follow.clone();
     follow.resume = resume;
+    if !stdout_only {
+        // The sinks' queues are the buffer that matters; chunks waiting in front of them would
+        // only hold memory (each is a read buffer of up to 256 KiB).
+        follow.channel_capacity = follow.channel_capacity.min(4);
+    }
     let (mut follower, control) = Follower::start(follow)?;
     admin_state.set_ready(true);
 

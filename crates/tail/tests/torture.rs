@@ -128,7 +128,7 @@ fn torture(default_seconds: u64) {
     std::fs::create_dir(&logs).unwrap();
     let mut options = Options::from_env(default_seconds);
     // A process restart and its first scan take longer than the engine's in-process restart.
-    options.settle = Duration::from_millis(1000);
+    options.settle = Duration::from_secs(1);
     let mut torture = Torture::new(&logs, options);
     let mut consumer = BinaryConsumer {
         pattern: torture.pattern(),
