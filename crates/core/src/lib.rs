@@ -2,7 +2,7 @@
 //!
 //! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log),
 //! [`duration`] (human durations such as `500ms`, `30s`, `5m`, capped) and [`redact`] (hiding
-//! passwords in URL-like text), [`io_error`] (I/O errors as short phrases), [`text`] (server text for a log line, exact sizes,
+//! passwords in URL-like text), [`io_error`] (I/O errors as short phrases), [`calendar`] (dates from Unix time), [`text`] (server text for a log line, exact sizes,
 //! hex). Behind cargo features, so a small tool links only what it uses:
 //!
 //! | feature    | module       | what it gives                                          |
@@ -17,6 +17,7 @@
 //! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
 //! | `s3`       | [`s3`]       | AWS environment and web identity, presigned SigV4 GET/PUT, S3 errors without secrets |
 
+pub mod calendar;
 pub mod duration;
 pub mod exit;
 pub mod io_error;

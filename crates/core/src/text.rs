@@ -1,5 +1,6 @@
 //! Short text forms several tools print: a peer's bytes made safe for one log line, an exact
-//! byte size for a limit in a message, and lower-case hex for digests.
+//! byte size for a limit in a message, and lower-case hex for digests; and the checks of a
+//! `--header 'Name: value'` flag (fetch, tail), whose errors never show the value.
 
 /// Bytes a server sent, for a log line: lossy UTF-8, control characters turned into spaces, at
 /// most `limit` characters (then `…`), trimmed. A hostile peer cannot forge a line or flood it.
@@ -42,6 +43,57 @@ pub fn hex(bytes: &[u8]) -> String {
         text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     text
+}
+
+/// Checks one `--header` value, `Name: value`, and returns its trimmed name and value. `form`
+/// is the hint every error ends with (e.g. "expected `Name: value`, e.g. `Accept: text/csv`");
+/// `reserved` are header names the tool sets itself (`who` names it in the error). No error
+/// holds the value, nor anything after the first word of a value without a `:` (headers are
+/// where tokens go: `Authorization Bearer abc` must not show `abc`).
+pub fn header_flag<'a>(
+    text: &'a str,
+    form: &str,
+    reserved: &[&str],
+    who: &str,
+) -> Result<(&'a str, &'a str), String> {
+    let Some((name, value)) = text.split_once(':') else {
+        let first: String = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(40)
+            .collect();
+        return Err(format!("invalid --header {first:?}…: no `:`; {form}"));
+    };
+    let name = name.trim();
+    // RFC 9110's token characters.
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+    if !valid_name {
+        let shown: String = name.chars().take(40).collect();
+        return Err(format!(
+            "invalid --header name {shown:?}: not a valid header name; {form}"
+        ));
+    }
+    if let Some(reserved) = reserved
+        .iter()
+        .find(|reserved| name.eq_ignore_ascii_case(reserved))
+    {
+        return Err(format!("invalid --header {name:?}: {who} sets {reserved} itself"));
+    }
+    let value = value.trim();
+    if value
+        .bytes()
+        .any(|byte| (byte < 0x20 && byte != b'\t') || byte == 0x7f)
+    {
+        return Err(format!(
+            "invalid --header {name:?}: its value has control characters a header cannot carry; {form}"
+        ));
+    }
+    Ok((name, value))
 }
 
 #[cfg(test)]

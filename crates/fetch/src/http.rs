@@ -115,37 +115,14 @@ pub fn parse_headers(headers: &[String]) -> Result<HeaderMap, String> {
     const FORM: &str = "expected `Name: value`, e.g. `Accept: text/csv`";
     let mut map = HeaderMap::new();
     for text in headers.iter().filter(|text| !text.trim().is_empty()) {
-        let Some((name, value)) = text.split_once(':') else {
-            // Only the first word: `Authorization Bearer abc` must not show the token.
-            let first: String = text
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(40)
-                .collect();
-            return Err(format!("invalid --header {first:?}…: no `:`; {FORM}"));
-        };
-        let header_name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        let (name, value) =
+            pitcrew_core::text::header_flag(text, FORM, &["range", "if-range", "host"], "pitcrew-fetch")?;
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid --header name {name:?}: not a valid header name; {FORM}"))?;
+        let mut header_value = HeaderValue::from_str(value).map_err(|_| {
             format!(
-                "invalid --header name {:?}: not a valid header name; {FORM}",
-                name.trim()
-            )
-        })?;
-        for reserved in [header::RANGE, header::IF_RANGE, header::HOST] {
-            if header_name == reserved {
-                return Err(format!(
-                    "invalid --header {:?}: pitcrew-fetch sets {} itself",
-                    name.trim(),
-                    reserved.as_str()
-                ));
-            }
-        }
-        let mut header_value = HeaderValue::from_str(value.trim()).map_err(|_| {
-            format!(
-                "invalid --header {:?}: its value has characters a header cannot carry \
-                 (control characters, newlines or non-ASCII); {FORM}",
-                name.trim()
+                "invalid --header {name:?}: its value has characters a header cannot carry \
+                 (control characters, newlines or non-ASCII); {FORM}"
             )
         })?;
         header_value.set_sensitive(true);

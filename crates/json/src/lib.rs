@@ -11,6 +11,8 @@
 //! did.
 
 use std::cell::Cell;
+
+use pitcrew_core::calendar::civil_from_days;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Appends `text` as a JSON string (quotes included), replacing invalid UTF-8 by U+FFFD.
@@ -259,21 +261,6 @@ fn put_digits(slot: &mut [u8], mut value: u64) {
         *digit = b'0' + last;
         value /= 10;
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, for non-negative day counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -401,21 +401,12 @@ pub fn create(
     Ok((up, down))
 }
 
-/// `YYYYMMDDhhmmss` in UTC for seconds since 1970 (Howard Hinnant's days-to-civil algorithm;
-/// a date crate for one format string would be more code than this).
+/// `YYYYMMDDhhmmss` in UTC for seconds since 1970 (a date crate for one format string would
+/// be more code than core's `civil_from_days`).
 fn utc_timestamp(secs: u64) -> String {
-    let days = secs / 86_400;
     let rest = secs % 86_400;
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = pitcrew_core::calendar::civil_from_days(secs / 86_400);
     format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}")
 }
 

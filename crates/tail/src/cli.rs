@@ -655,46 +655,13 @@ impl Args {
         const FORM: &str = "expected `Name: value`, e.g. `Authorization: Bearer …`";
         let mut headers = Vec::new();
         for text in self.header.iter().filter(|text| !text.trim().is_empty()) {
-            let Some((name, value)) = text.split_once(':') else {
-                // Only the first word: `Authorization Bearer abc` must not show the token.
-                let first: String = text
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(40)
-                    .collect();
-                return Err(TailError::Usage(format!(
-                    "invalid --header {first:?}…: no `:`; {FORM}"
-                )));
-            };
-            let name = name.trim();
-            let valid_name = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
-            if !valid_name {
-                let shown: String = name.chars().take(40).collect();
-                return Err(TailError::Usage(format!(
-                    "invalid --header name {shown:?}: not a valid header name; {FORM}"
-                )));
-            }
-            for reserved in ["host", "content-length", "transfer-encoding", "content-type"] {
-                if name.eq_ignore_ascii_case(reserved) {
-                    return Err(TailError::Usage(format!(
-                        "invalid --header {name:?}: the sinks set {reserved} themselves"
-                    )));
-                }
-            }
-            let value = value.trim();
-            if value
-                .bytes()
-                .any(|byte| byte < 0x20 && byte != b'\t' || byte == 0x7f)
-            {
-                return Err(TailError::Usage(format!(
-                    "invalid --header {name:?}: its value has control characters a header cannot carry; {FORM}"
-                )));
-            }
+            let (name, value) = pitcrew_core::text::header_flag(
+                text,
+                FORM,
+                &["host", "content-length", "transfer-encoding", "content-type"],
+                "pitcrew-tail",
+            )
+            .map_err(TailError::Usage)?;
             headers.push((name.to_owned(), value.to_owned()));
         }
         Ok(SinkOptions {

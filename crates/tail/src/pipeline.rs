@@ -340,61 +340,19 @@ fn start_sink(
         acks.clone(),
         name.to_owned(),
     );
+    // One worker per sink; only how the sink is made differs.
+    macro_rules! start {
+        ($sink:expr) => {
+            spawn_worker($sink, index, name, delivery, context, acks, worker_metrics)
+        };
+    }
     match spec {
-        SinkSpec::Stdout => spawn_worker(
-            StdoutSink::new(config.output, headers),
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
-        SinkSpec::Http(spec) => spawn_worker(
-            HttpSink::new(spec, options)?,
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
-        SinkSpec::Loki(spec) => spawn_worker(
-            LokiSink::new(spec, options)?,
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
-        SinkSpec::Elasticsearch(spec) => spawn_worker(
-            ElasticsearchSink::new(spec, options)?,
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
-        SinkSpec::Syslog(spec) => spawn_worker(
-            SyslogSink::new(spec, options)?,
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
-        SinkSpec::S3(spec) => spawn_worker(
-            S3Sink::new(spec, options)?,
-            index,
-            name,
-            delivery,
-            context,
-            acks,
-            worker_metrics,
-        ),
+        SinkSpec::Stdout => start!(StdoutSink::new(config.output, headers)),
+        SinkSpec::Http(spec) => start!(HttpSink::new(spec, options)?),
+        SinkSpec::Loki(spec) => start!(LokiSink::new(spec, options)?),
+        SinkSpec::Elasticsearch(spec) => start!(ElasticsearchSink::new(spec, options)?),
+        SinkSpec::Syslog(spec) => start!(SyslogSink::new(spec, options)?),
+        SinkSpec::S3(spec) => start!(S3Sink::new(spec, options)?),
     }
 }
 
