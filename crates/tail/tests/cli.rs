@@ -184,7 +184,7 @@ fn defaults() {
     assert!(config.process.added_fields.is_empty());
     assert!(config.process.is_passthrough());
     let delivery = &config.delivery;
-    assert_eq!(delivery.batch_max_bytes, 1 << 20);
+    assert_eq!(delivery.batch_max_bytes, 512 << 10);
     assert_eq!(delivery.batch_max_wait, Duration::from_secs(1));
     assert_eq!(delivery.queue_max_bytes, 8 << 20);
     assert_eq!(delivery.retry_max_delay, Duration::from_secs(30));
@@ -346,7 +346,7 @@ fn combinations_that_cannot_work_are_refused() {
     let err = config(&["--queue-max-bytes", "64KiB", "a"]).unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::Config, "{err}");
     assert!(
-        err.to_string().contains("64KiB") && err.to_string().contains("1MiB"),
+        err.to_string().contains("64KiB") && err.to_string().contains("512KiB"),
         "{err}"
     );
     assert!(usage_error(&["--buffer-max-bytes", "1GiB", "a"]).contains("--buffer-dir"));
@@ -628,7 +628,7 @@ fn env_twins_are_read_and_empty_ones_are_unset() {
         "headers=Auto",
         "patterns=[\"c.log\", \"d.log\"]",
         "fields=[]",
-        "batch=1048576",
+        "batch=524288",
     ] {
         assert!(result.contains(wanted), "missing {wanted}: {result}");
     }

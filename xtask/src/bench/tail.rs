@@ -278,7 +278,7 @@ pub fn tail(size_mib: u64, runs: u32) -> Result {
         "- Each follower starts on an empty file; the benchmark then appends the lines in 1 MiB writes as fast as \
          it can and stops the clock when the follower's read position (`/proc/PID/fdinfo`) reaches the end — or, \
          for the HTTP sink, when pitcrew-tail's `delivered_records` counter reaches the line count (ndjson records, \
-         1 MiB batches, to nginx answering 204)."
+         512 KiB batches (the default), to nginx answering 204)."
     );
     let _ = writeln!(
         notes,

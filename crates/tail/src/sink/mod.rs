@@ -278,7 +278,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            batch_max_bytes: 1024 * 1024,
+            batch_max_bytes: 512 * 1024,
             batch_max_wait: Duration::from_secs(1),
             queue_max_bytes: 8 * 1024 * 1024,
             retry_first_delay: Duration::from_millis(500),
