@@ -36,6 +36,14 @@ const TAIL_BYTES: usize = 64;
 /// How often the status snapshot is refreshed while reading.
 const STATUS_EVERY: Duration = Duration::from_millis(100);
 
+/// How patterns match: like a shell, `*.log` does not match `.app.log.tmp` (temporary files of
+/// atomic writers, the checkpoint's own temporary file).
+pub(crate) const MATCH_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
 /// State shared between the follower thread and its [`crate::FollowControl`]s.
 pub(crate) struct Shared {
     stop: AtomicBool,
@@ -177,12 +185,7 @@ impl Pattern {
                 Vec::new(),
             );
         }
-        let options = glob::MatchOptions {
-            // Like a shell: `*.log` does not match `.app.log.tmp` (temporary files of atomic
-            // writers, the checkpoint's own temporary file).
-            require_literal_leading_dot: true,
-            ..glob::MatchOptions::new()
-        };
+        let options = MATCH_OPTIONS;
         let (mut paths, mut errors) = (Vec::new(), Vec::new());
         // Checked at start-up: the pattern is valid.
         if let Ok(matches) = glob::glob_with(&self.text, options) {

@@ -170,6 +170,19 @@ impl FollowConfig {
     }
 }
 
+/// Whether the follower would follow `path` for `pattern` (a plain path or a glob, matched
+/// by the engine's own rules: `*` does not match a leading dot). For keeping a tool's own
+/// files — its checkpoint — out of what it follows.
+pub fn pattern_matches(pattern: &std::path::Path, path: &std::path::Path) -> bool {
+    if pattern == path {
+        return true;
+    }
+    let (Some(pattern), Some(path)) = (pattern.to_str(), path.to_str()) else {
+        return false;
+    };
+    glob::Pattern::new(pattern).is_ok_and(|pattern| pattern.matches_with(path, engine::MATCH_OPTIONS))
+}
+
 /// Appended to a line cut at `max_line_bytes` (before its newline).
 pub const TRUNCATION_MARKER: &[u8] = b" [pitcrew: line truncated]";
 

@@ -693,7 +693,20 @@ impl Args {
     }
 
     fn follow_config(&self) -> Result<FollowConfig, TailError> {
-        let mut follow = FollowConfig::new(self.patterns()?);
+        let patterns = self.patterns()?;
+        if let Some(checkpoint) = &self.checkpoint
+            && let Some(pattern) = patterns
+                .iter()
+                .find(|pattern| pitcrew_follow::pattern_matches(pattern, checkpoint))
+        {
+            return Err(TailError::Usage(format!(
+                "--checkpoint {} matches FILE {}: pitcrew-tail would follow its own checkpoint; \
+                 put it elsewhere or give it a name with a leading dot (e.g. .checkpoint), which globs do not match",
+                checkpoint.display(),
+                pattern.display()
+            )));
+        }
+        let mut follow = FollowConfig::new(patterns);
         let names = self.follow_name_retry || self.follow == Some(FollowMode::Name);
         let descriptor = self.follow_descriptor || self.follow == Some(FollowMode::Descriptor);
         follow.follow_names = names;

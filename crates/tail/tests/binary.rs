@@ -249,6 +249,39 @@ fn a_corrupt_checkpoint_exits_78_and_says_how_to_recover() {
     }
 }
 
+/// A glob that would match the checkpoint itself is refused: the sidecar would ship its own
+/// bookkeeping as log lines. A dot-file checkpoint beside the logs is fine.
+#[test]
+fn a_checkpoint_the_patterns_would_follow_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("*");
+    let checkpoint = dir.path().join("checkpoint");
+    let output = run(&[
+        "-F",
+        pattern.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("its own checkpoint"), "{stderr}");
+    let hidden = dir.path().join(".checkpoint");
+    append(&dir.path().join("a.log"), "x\n");
+    let output = run(&[
+        "-q",
+        pattern.to_str().unwrap(),
+        "--checkpoint",
+        hidden.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "x\n");
+}
+
 #[test]
 fn a_checkpoint_in_a_directory_that_does_not_exist_fails_at_start_with_74() {
     let dir = tempfile::tempdir().unwrap();
