@@ -24,7 +24,7 @@ use pitcrew_follow::{Checkpoint, CheckpointEntry, Chunk, Event, FileInfo, Follow
 use tokio::sync::mpsc;
 
 use crate::encode::EncodeContext;
-use crate::metrics::{FileLabel, Metrics};
+use crate::metrics::{FileLabel, Metrics, SinkMetrics};
 use crate::process::Processor;
 use crate::record::Record;
 use crate::sink::elasticsearch::ElasticsearchSink;
@@ -160,7 +160,7 @@ pub async fn run(
             }
             () = sleep_until_std(multiline_deadline) => {
                 processor.flush_expired(Instant::now(), &mut records);
-                write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                write_direct(&mut records, &mut stdout_out, &metrics.sinks[0], &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
             }
             _ = ticker.tick() => {
@@ -195,11 +195,13 @@ pub async fn run(
                                 continue;
                             }
                             tracker.ack_one(0, &chunk.file, base + chunk.end);
+                            metrics.sinks[0].delivered_records.inc_by(lines);
+                            metrics.sinks[0].delivered_bytes.inc_by(chunk.data.len() as u64);
                             checkpoint_due.get_or_insert_with(|| tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
                         } else {
                             let shifted = Chunk { start: chunk.start + base, end: chunk.end + base, ..chunk };
                             processor.push(&shifted, SystemTime::now(), &mut records);
-                            write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                            write_direct(&mut records, &mut stdout_out, &metrics.sinks[0], &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         }
                     }
@@ -214,7 +216,7 @@ pub async fn run(
                             file.path.display()
                         );
                         processor.file_ended(file.id, &mut records);
-                        write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                        write_direct(&mut records, &mut stdout_out, &metrics.sinks[0], &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         let base = bases.entry(file.id).or_insert(0);
                         *base += at;
@@ -226,7 +228,7 @@ pub async fn run(
                             file.path.display()
                         );
                         processor.file_ended(file.id, &mut records);
-                        write_direct(&mut records, &mut stdout_out, &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
+                        write_direct(&mut records, &mut stdout_out, &metrics.sinks[0], &mut tracker, &context, &mut checkpoint_due, &mut state, &control, config.drain_timeout);
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         let base = bases.remove(&file.id).unwrap_or(0);
                         tracker.release(&file, base + offset);
@@ -243,6 +245,7 @@ pub async fn run(
     write_direct(
         &mut records,
         &mut stdout_out,
+        &metrics.sinks[0],
         &mut tracker,
         &context,
         &mut checkpoint_due,
@@ -362,6 +365,7 @@ fn start_sink(
 fn write_direct(
     records: &mut Vec<Record>,
     out: &mut Option<StdoutSink>,
+    metrics: &SinkMetrics,
     tracker: &mut Tracker,
     context: &EncodeContext,
     checkpoint_due: &mut Option<tokio::time::Instant>,
@@ -373,13 +377,18 @@ fn write_direct(
     if records.is_empty() {
         return;
     }
-    if let Err(err) = out.write_records(records, context) {
-        // stdout is gone: nothing more can be delivered; the checkpoint keeps what was.
-        tracing::error!("stdout: cannot write: {err}; stopping");
-        state.stop(SIGPIPE, control, drain_timeout);
-        records.clear();
-        return;
-    }
+    let bytes = match out.write_records(records, context) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            // stdout is gone: nothing more can be delivered; the checkpoint keeps what was.
+            tracing::error!("stdout: cannot write: {err}; stopping");
+            state.stop(SIGPIPE, control, drain_timeout);
+            records.clear();
+            return;
+        }
+    };
+    metrics.delivered_records.inc_by(records.len() as u64);
+    metrics.delivered_bytes.inc_by(bytes as u64);
     // Records come in file order: acknowledge the last of each run of one file.
     for (index, record) in records.iter().enumerate() {
         if records

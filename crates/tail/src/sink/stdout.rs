@@ -102,10 +102,12 @@ impl StdoutSink {
 }
 
 impl StdoutSink {
-    /// Encodes `records` and writes them to stdout (the pipeline's stdout-only path).
-    pub fn write_records(&mut self, records: &[Record], context: &EncodeContext) -> io::Result<()> {
+    /// Encodes `records` and writes them to stdout (the pipeline's stdout-only path);
+    /// returns the bytes written.
+    pub fn write_records(&mut self, records: &[Record], context: &EncodeContext) -> io::Result<usize> {
         self.encode(records, context);
-        io::stdout().lock().write_all(&self.buffer)
+        io::stdout().lock().write_all(&self.buffer)?;
+        Ok(self.buffer.len())
     }
 }
 
