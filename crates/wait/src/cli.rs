@@ -14,7 +14,7 @@ use crate::probe::ProbeSettings;
 use crate::probe::dns::RecordType;
 use crate::probe::http::{HttpSettings, StatusSet};
 use crate::probe::k8s::{K8sSettings, SERVICE_ACCOUNT_DIR};
-use crate::runner::{Config, Mode};
+use crate::runner::{Config, Mode, Verbosity};
 use crate::target::Target;
 use pitcrew_core::tls::TlsArgs;
 
@@ -45,7 +45,9 @@ const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(10);
 /// Wait until dependencies are ready, then exit 0 (or exec COMMAND).
 ///
 /// Targets are checked in parallel, each retried with backoff (every 100 ms for the first
-/// 10 s, then every --interval). Every failed attempt is logged with its reason. Accepted
+/// 10 s, then every --interval). A target's first failure and every change of reason are
+/// logged, and a "still waiting" line every 10 s while it stays the same (--verbose: every
+/// attempt; --quiet: changes only). Accepted
 /// targets: HOST:PORT (tcp), tcp://HOST:PORT, unix:///PATH, http(s)://HOST[:PORT]/PATH,
 /// dns://NAME, postgres://USER[:PASSWORD]@HOST[:PORT][/DB][?sslmode=MODE&sslrootcert=FILE],
 /// mysql://USER[:PASSWORD]@HOST[:PORT][/DB][?ssl-mode=MODE&ssl-ca=FILE],
@@ -107,9 +109,14 @@ pub struct Args {
     #[arg(long, env = "PITCREW_WAIT_INVERT_DNS", requires = "invert")]
     pub invert_dns: bool,
 
-    /// Log only changes (first failure, a new reason, ready) instead of every attempt.
-    #[arg(short, long, env = "PITCREW_WAIT_QUIET")]
+    /// Log only changes (the first failure, a new reason, the result): no "still waiting"
+    /// lines.
+    #[arg(short, long, env = "PITCREW_WAIT_QUIET", conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Log every attempt with its reason and the next delay (ten lines a second at first).
+    #[arg(short, long, env = "PITCREW_WAIT_VERBOSE")]
+    pub verbose: bool,
 
     /// Check the flags, the targets and the files they name, print what would be waited for,
     /// and exit 0 without contacting anything.
@@ -268,7 +275,11 @@ impl Args {
             invert: self.invert,
             invert_dns: self.invert_dns,
             successes: self.successes,
-            quiet: self.quiet,
+            verbosity: match (self.quiet, self.verbose) {
+                (true, _) => Verbosity::Quiet,
+                (_, true) => Verbosity::Verbose,
+                _ => Verbosity::Normal,
+            },
             probe: ProbeSettings {
                 http: HttpSettings {
                     status: self.http_status.clone(),

@@ -18,4 +18,4 @@ pub mod target;
 pub mod tls;
 
 pub use error::WaitError;
-pub use runner::{Config, Mode, Readiness, run};
+pub use runner::{Config, Mode, Readiness, Verbosity, run};

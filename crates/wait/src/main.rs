@@ -57,12 +57,13 @@ fn dry_run(args: &Args) -> Result<(), WaitError> {
     }
     let human = pitcrew_core::duration::display;
     println!(
-        "settings: timeout={} interval={} attempt-timeout={} successes={} quiet={} db-login={} invert-dns={}",
+        "settings: timeout={} interval={} attempt-timeout={} successes={} quiet={} verbose={} db-login={} invert-dns={}",
         config.timeout.map_or_else(|| "none".to_owned(), human),
         human(config.interval),
         human(config.attempt_timeout),
         config.successes,
-        config.quiet,
+        config.verbosity == pitcrew_wait::Verbosity::Quiet,
+        config.verbosity == pitcrew_wait::Verbosity::Verbose,
         config.probe.db_login,
         config.invert_dns,
     );

@@ -6,6 +6,9 @@
 //! overall `--timeout`. The probes pass it down to every step (resolve, connect, handshake,
 //! body), so an attempt cut short still says what it was waiting for, and the timeout summary
 //! carries that reason instead of "no attempt finished".
+//!
+//! Logging is per target and by default about changes: the first failure, each new reason, a
+//! "still waiting" line after 10 s without one, and the result (see [`Verbosity`]).
 
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -24,6 +27,25 @@ use crate::target::Target;
 
 /// The first retry comes this soon: a dependency that is almost up costs almost nothing.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
+
+/// By default a target that keeps failing for the same reason gets one line this often: enough
+/// to show the wait is alive and what it is stuck on, where one line per attempt (ten a second
+/// at first) buried the lines that matter.
+pub const STILL_WAITING_EVERY: Duration = Duration::from_secs(10);
+
+/// How much of the waiting is logged: `--quiet`, the default or `--verbose`. The start, every
+/// change of reason (the first failure included) and the result are always logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Changes only: no "still waiting" lines.
+    Quiet,
+    /// Changes, plus one "still waiting" line per target after [`STILL_WAITING_EVERY`] without
+    /// a line for it (the default).
+    #[default]
+    Normal,
+    /// Every attempt, with its reason and the next delay.
+    Verbose,
+}
 
 /// Whether every target must be ready or one is enough.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,8 +76,8 @@ pub struct Config {
     pub invert_dns: bool,
     /// Successful attempts in a row a target needs before it counts as ready (at least 1).
     pub successes: u32,
-    /// Log only state changes, not every failed attempt.
-    pub quiet: bool,
+    /// Which failed attempts are logged.
+    pub verbosity: Verbosity,
     /// Options for the individual probes.
     pub probe: ProbeSettings,
 }
@@ -217,6 +239,7 @@ async fn wait_for(
     let shown = target.to_string();
     let what = if config.invert { "gone" } else { "ready" };
     let mut backoff = Backoff::new(FIRST_RETRY, config.interval);
+    let mut failures = FailureLog::new(config.verbosity);
     let mut in_a_row = 0;
     loop {
         let attempt = {
@@ -258,6 +281,7 @@ async fn wait_for(
                     });
                 }
                 let delay = backoff.next_delay(start.elapsed());
+                failures.logged(Instant::now());
                 tracing::info!(
                     target = %shown,
                     attempt,
@@ -276,23 +300,88 @@ async fn wait_for(
             Verdict::NotYet(reason) => reason,
         };
         if in_a_row > 0 {
+            failures.logged(Instant::now());
             tracing::info!(target = %shown, "{shown}: the run of successes is broken; counting again from 0");
             in_a_row = 0;
         }
         let delay = backoff.next_delay(start.elapsed());
         let changed = lock(progress).last_reason.as_deref() != Some(reason.as_str());
-        if !config.quiet || changed {
-            tracing::info!(
+        match failures.line(Instant::now(), changed) {
+            Line::Attempt => tracing::info!(
                 target = %shown,
                 attempt,
                 reason = %reason,
                 retry_in_ms = millis(delay),
                 "attempt {attempt}: {shown}: {reason}; retrying in {}",
                 human(delay)
-            );
+            ),
+            Line::StillWaiting => {
+                let elapsed = start.elapsed();
+                tracing::info!(
+                    target = %shown,
+                    attempts = attempt,
+                    reason = %reason,
+                    elapsed_ms = millis(elapsed),
+                    "{shown}: still not {what} after {}, {attempt} attempts so far; last: {reason}",
+                    human(elapsed)
+                );
+            }
+            Line::Nothing => {}
         }
         lock(progress).last_reason = Some(reason);
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Which line, if any, a failed attempt gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// "attempt N: TARGET: REASON; retrying in D".
+    Attempt,
+    /// "TARGET: still not ready after D, N attempts so far; last: REASON".
+    StillWaiting,
+    Nothing,
+}
+
+/// Decides, per target, which failed attempts are logged (see [`Verbosity`]).
+#[derive(Debug)]
+struct FailureLog {
+    verbosity: Verbosity,
+    /// When this target last got a line of its own; `None` before the first.
+    last_line: Option<Instant>,
+}
+
+impl FailureLog {
+    fn new(verbosity: Verbosity) -> Self {
+        FailureLog {
+            verbosity,
+            last_line: None,
+        }
+    }
+
+    /// The line for a failed attempt that ended at `now`; `changed` says whether its reason
+    /// differs from the previous attempt's (always so for the first failure).
+    fn line(&mut self, now: Instant, changed: bool) -> Line {
+        // Counted from the target's last line, not from a fixed grid: a new reason logged a
+        // moment ago already says the wait is alive.
+        let silent_long_enough = self
+            .last_line
+            .is_none_or(|last| now.saturating_duration_since(last) >= STILL_WAITING_EVERY);
+        let line = match self.verbosity {
+            Verbosity::Verbose => Line::Attempt,
+            _ if changed => Line::Attempt,
+            Verbosity::Normal if silent_long_enough => Line::StillWaiting,
+            Verbosity::Normal | Verbosity::Quiet => Line::Nothing,
+        };
+        if line != Line::Nothing {
+            self.logged(now);
+        }
+        line
+    }
+
+    /// Another line about this target went out at `now` (a success of a run, a broken run).
+    fn logged(&mut self, now: Instant) {
+        self.last_line = Some(now);
     }
 }
 
@@ -404,4 +493,60 @@ fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target failing once a second for `seconds`, the reason changing at second `change`:
+    /// which line each attempt gets.
+    fn lines(verbosity: Verbosity, seconds: u64, change: u64) -> Vec<Line> {
+        let start = Instant::now();
+        let mut log = FailureLog::new(verbosity);
+        (0..seconds)
+            .map(|second| {
+                log.line(
+                    start + Duration::from_secs(second),
+                    second == 0 || second == change,
+                )
+            })
+            .collect()
+    }
+
+    fn count(lines: &[Line], which: Line) -> usize {
+        lines.iter().filter(|line| **line == which).count()
+    }
+
+    #[test]
+    fn by_default_changes_are_logged_and_then_one_line_per_ten_quiet_seconds() {
+        let lines = lines(Verbosity::Normal, 25, 1);
+        assert_eq!(lines[0], Line::Attempt, "the first failure");
+        assert_eq!(lines[1], Line::Attempt, "a new reason");
+        // Counted from the last line (the new reason at 1 s), not from the start.
+        assert_eq!(lines[11], Line::StillWaiting);
+        assert_eq!(lines[21], Line::StillWaiting);
+        assert_eq!(count(&lines, Line::Attempt), 2, "{lines:?}");
+        assert_eq!(count(&lines, Line::StillWaiting), 2, "{lines:?}");
+    }
+
+    #[test]
+    fn quiet_logs_only_changes_and_verbose_every_attempt() {
+        let quiet = lines(Verbosity::Quiet, 25, 1);
+        assert_eq!(count(&quiet, Line::Attempt), 2, "{quiet:?}");
+        assert_eq!(count(&quiet, Line::StillWaiting), 0, "{quiet:?}");
+        let verbose = lines(Verbosity::Verbose, 25, 1);
+        assert_eq!(count(&verbose, Line::Attempt), 25, "{verbose:?}");
+    }
+
+    #[test]
+    fn another_line_about_the_target_restarts_the_ten_seconds() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut log = FailureLog::new(Verbosity::Normal);
+        assert_eq!(log.line(at(0), true), Line::Attempt);
+        log.logged(at(8));
+        assert_eq!(log.line(at(12), false), Line::Nothing);
+        assert_eq!(log.line(at(18), false), Line::StillWaiting);
+    }
 }

@@ -145,6 +145,50 @@ fn env_twins_configure_the_same_as_flags() {
     assert_eq!(text.matches("connection refused; retrying").count(), 1, "{text}");
 }
 
+/// From a newcomer's report: one line per attempt (45 in the first 5 s) buried the lines that
+/// matter. By default the same reason is logged once; `--verbose` logs every attempt.
+#[test]
+fn the_default_log_has_one_line_per_reason_and_verbose_one_per_attempt() {
+    let target = closed_target();
+    let output = run(&["--timeout", "2s", &target]);
+    assert_eq!(output.status.code(), Some(124), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert_eq!(
+        text.matches("connection refused; retrying in").count(),
+        1,
+        "{text}"
+    );
+
+    let output = run(&["--verbose", "--timeout", "2s", &target]);
+    assert_eq!(output.status.code(), Some(124), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("attempt 2: "), "{text}");
+    assert!(
+        text.matches("connection refused; retrying in").count() >= 2,
+        "{text}"
+    );
+}
+
+#[test]
+fn verbose_and_quiet_conflict_and_verbose_has_an_env_twin() {
+    for command in [
+        &mut wait_cmd(&["--quiet", "--verbose", "tcp://a:1"]),
+        wait_cmd(&["--verbose", "tcp://a:1"]).env("PITCREW_WAIT_QUIET", "true"),
+    ] {
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("cannot be used with"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let settings = dry_run_settings(wait_cmd(&["db:5432"]).env("PITCREW_WAIT_VERBOSE", "yes"));
+    assert!(settings.contains("quiet=false verbose=true"), "{settings}");
+    let settings = dry_run_settings(&mut wait_cmd(&["db:5432"]));
+    assert!(settings.contains("quiet=false verbose=false"), "{settings}");
+}
+
 #[test]
 fn json_logs_are_one_object_per_line_with_fields() {
     let output = run(&["--log-format", "json", "--timeout", "300ms", &closed_target()]);

@@ -1,7 +1,9 @@
 //! The waiting behaviour through the library: late dependencies, timeouts and their summary,
-//! `--any`, `--invert` and shutdown. Real loopback sockets and files; generous deadlines.
+//! `--any`, `--invert`, shutdown and what gets logged. Real loopback sockets and files;
+//! generous deadlines, or tokio's paused clock where the schedule itself is tested.
 
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pitcrew_core::shutdown::Shutdown;
@@ -167,4 +169,151 @@ async fn an_attempt_that_hangs_is_cut_by_the_attempt_timeout() {
     assert!(err.contains("no reply to PING within"), "{err}");
     assert!(err.contains("(--attempt-timeout)"), "{err}");
     drop(listener);
+}
+
+/// Every log line emitted on this thread while the guard lives, as `LEVEL message field=…`.
+/// The runner logs from the task that calls `run`, so a current-thread runtime sees them all.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(Capture(logs.clone()));
+        (logs, guard)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+struct Capture(Logs);
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let line = format!("{} {}", event.metadata().level(), message.0);
+        (self.0)
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// What the log holds after a file target failed for 25 s of tokio's paused clock: "does not
+/// exist" for the first second, then "exists but is empty" (`--file-non-empty`) until the
+/// timeout. Returns the lines and the attempts the timeout summary counted.
+async fn failing_for_25s(flags: &[&str]) -> (Vec<String>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ready");
+    let target = format!("file://{}", path.display());
+    let mut args = vec!["--timeout", "25s", "--file-non-empty"];
+    args.extend_from_slice(flags);
+    args.push(&target);
+    let config = config(&args);
+    let (logs, _guard) = Logs::capture();
+    let (result, ()) = tokio::join!(run(&config, never_stops()), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::fs::write(&path, "").unwrap();
+    });
+    let summary = result.unwrap_err().to_string();
+    let attempts = summary
+        .strip_suffix(" attempts)")
+        .and_then(|rest| rest.rsplit(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no attempt count in {summary:?}"));
+    assert!(summary.contains("(exists but is empty, "), "{summary}");
+    (logs.lines(), attempts)
+}
+
+fn matching<'a>(lines: &'a [String], what: &str) -> Vec<&'a String> {
+    lines.iter().filter(|line| line.contains(what)).collect()
+}
+
+/// From a newcomer's report: every failed attempt had a line, 45 in the first 5 s.
+#[tokio::test(start_paused = true)]
+async fn by_default_a_failing_target_logs_its_changes_and_a_line_every_10s_not_every_attempt() {
+    let (lines, attempts) = failing_for_25s(&[]).await;
+    assert!(attempts > 100, "{attempts} attempts: {lines:#?}");
+    let failures = matching(&lines, "; retrying in");
+    assert_eq!(
+        failures.len(),
+        2,
+        "the first failure and the new reason: {lines:#?}"
+    );
+    assert!(
+        failures[0].contains("attempt 1: file://") && failures[0].contains(": does not exist;"),
+        "{lines:#?}"
+    );
+    assert!(failures[1].contains(": exists but is empty;"), "{lines:#?}");
+    let still = matching(&lines, "still not ready after");
+    assert_eq!(
+        still.len(),
+        2,
+        "one 10 s after the new reason, one 10 s later: {lines:#?}"
+    );
+    for line in &still {
+        assert!(
+            line.contains(" attempts so far; last: exists but is empty"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        lines.len(),
+        5,
+        "the start, 2 changes, 2 still waiting: {lines:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn verbose_logs_every_attempt() {
+    let (lines, attempts) = failing_for_25s(&["--verbose"]).await;
+    let failures = matching(&lines, "; retrying in").len();
+    // The last attempt may still be running when the timeout strikes.
+    assert!(
+        failures == attempts || failures + 1 == attempts,
+        "{failures} lines for {attempts} attempts: {lines:#?}"
+    );
+    assert!(failures > 100, "{lines:#?}");
+    assert!(matching(&lines, "still not ready").is_empty(), "{lines:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn quiet_logs_only_the_changes() {
+    let (lines, attempts) = failing_for_25s(&["--quiet"]).await;
+    assert!(attempts > 100, "{attempts} attempts: {lines:#?}");
+    assert_eq!(matching(&lines, "; retrying in").len(), 2, "{lines:#?}");
+    assert!(matching(&lines, "still not ready").is_empty(), "{lines:#?}");
+}
+
+#[test]
+fn verbose_and_quiet_cannot_go_together() {
+    let err = Args::try_parse_from(["pitcrew-wait", "--quiet", "--verbose", "tcp://a:1"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{err}");
 }

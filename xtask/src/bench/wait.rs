@@ -58,6 +58,8 @@ impl Waiter {
                 "0".into(),
                 "--log-format".into(),
                 "json".into(),
+                // Every attempt logged: the run's attempt count is read back from the log.
+                "--verbose".into(),
             ],
             // Busybox nc has no -z: with stdin from /dev/null it connects, sends nothing and
             // exits 0 once the peer closes (the listener here closes every connection at
