@@ -7,6 +7,12 @@
 //! boolean env twin accepted only `true`/`false`, where people write `1`, `yes`, `on`, `TRUE`;
 //! here every switch's twin takes the usual spellings (clap's `BoolishValueParser`).
 //!
+//! An unknown flag is reported without clap's tip "to pass '--timout' as a value, use '--
+//! --timout'": in pod specs such an argument is a typo, not a value, and the tip is wrong or
+//! useless in every tool that prints it (after `--`, pitcrew-wait execs it as the COMMAND;
+//! render would take it as SHELL-FORMAT, fetch as a URL, migrate as a step count). clap's
+//! "a similar argument exists" tip stays.
+//!
 //! Flag groups shared by several tools (the TLS flags) spell their env twins
 //! `PITCREW_{TOOL}_…`; the placeholder becomes the tool's name from the command's
 //! (`pitcrew-fetch` → `PITCREW_FETCH_CA_FILE`), so every flag of a tool has a twin with its prefix.
@@ -15,6 +21,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue};
 use clap::{ArgAction, CommandFactory, FromArgMatches};
 
 use crate::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
@@ -47,8 +54,25 @@ where
         }
         arg
     });
-    let matches = command.try_get_matches_from_mut(args)?;
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .map_err(without_double_dash_tip)?;
     P::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
+/// Drops clap's "to pass '--x' as a value, use '-- --x'" tip (see the module docs) and keeps
+/// every other one.
+fn without_double_dash_tip(mut err: clap::Error) -> clap::Error {
+    if let Some(ContextValue::StyledStrs(tips)) = err.remove(ContextKind::Suggested) {
+        let kept: Vec<_> = tips
+            .into_iter()
+            .filter(|tip| !tip.to_string().contains("as a value, use '-- "))
+            .collect();
+        if !kept.is_empty() {
+            err.insert(ContextKind::Suggested, ContextValue::StyledStrs(kept));
+        }
+    }
+    err
 }
 
 /// What shared flag groups write in their env twins for the tool's name.
@@ -129,6 +153,45 @@ mod tests {
         assert!(demo.switch);
         assert_eq!(demo.value, "x");
         assert!(parse(&["--nope"]).is_err());
+    }
+
+    /// A tool with a COMMAND after `--`, as pitcrew-wait.
+    #[derive(Debug, Parser)]
+    #[command(name = "pitcrew-demo-exec")]
+    struct Exec {
+        #[arg(long)]
+        timeout: Option<String>,
+        target: Vec<String>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    }
+
+    /// From a newcomer's report: `pitcrew-wait --timout 5s tcp://a:1` advised `-- --timout`,
+    /// which would have made `--timout` the command to exec.
+    #[test]
+    fn an_unknown_flag_gets_no_double_dash_tip_but_keeps_the_similar_flag() {
+        let parse = |flag: &str| {
+            try_parse_from::<Exec, _, _>(["pitcrew-demo-exec", flag, "5s", "tcp://a:1"]).unwrap_err()
+        };
+        let err = parse("--timout");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        let text = err.render().to_string();
+        assert!(text.contains("unexpected argument '--timout' found"), "{text}");
+        assert!(
+            text.contains("tip: a similar argument exists: '--timeout'"),
+            "{text}"
+        );
+        assert!(!text.contains("as a value"), "{text}");
+        assert!(text.contains("Usage: pitcrew-demo-exec"), "{text}");
+        // Without a similar flag, the double-dash tip was the only one: none is left.
+        for flag in ["--bogus", "-x"] {
+            let text = parse(flag).render().to_string();
+            assert!(
+                text.contains(&format!("unexpected argument '{flag}' found")),
+                "{text}"
+            );
+            assert!(!text.contains("tip:"), "{text}");
+        }
     }
 
     /// A tool whose flag comes from a shared group with a `{TOOL}` twin.

@@ -174,6 +174,22 @@ fn several_files_from_nginx_with_a_checksums_file() {
     assert_eq!(place.listing(), ["a.csv", "b.csv"]);
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would take it as a URL. The error names the flag and exits 64, without that tip.
+#[test]
+fn an_unknown_flag_gets_no_double_dash_tip() {
+    let place = Place::new();
+    let run = place.run(&["--bogus", "http://127.0.0.1:1/x", &place.arg("x")]);
+    assert_eq!(run.code, Some(64), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unexpected argument '--bogus' found"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("as a value"), "{}", run.stderr);
+    assert!(place.listing().is_empty());
+}
+
 #[test]
 fn malformed_urls_and_unknown_schemes_exit_64_before_anything() {
     let place = Place::new();

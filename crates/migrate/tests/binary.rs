@@ -163,6 +163,20 @@ fn pg_expect(peer: &PostgresPeer, query: &str, expected: &str) {
     assert_eq!(pg_query(peer, query), expected, "{query}");
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would take it as up's N. The error names the flag and exits 64, without that tip.
+#[test]
+fn an_unknown_flag_gets_no_double_dash_tip() {
+    let dir = migrations(&[]);
+    let output = run(
+        dir.path(),
+        "postgres://app@127.0.0.1:1/app",
+        &["up", "--timout", "5s"],
+    );
+    assert_exit(&output, 64, &["unexpected argument '--timout' found"]);
+    assert!(!stderr(&output).contains("as a value"), "{}", stderr(&output));
+}
+
 #[test]
 fn postgres_up_down_goto_force_version_and_status() {
     let Some((peer, url)) = pg() else { return };

@@ -195,6 +195,20 @@ fn a_read_only_file_system_exits_74_with_a_hint() {
     );
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would take it as SHELL-FORMAT. The error names the flag and exits 64, without that tip.
+#[test]
+fn an_unknown_flag_gets_no_double_dash_tip() {
+    let run = render(&["--timout", "5s"], &[], b"");
+    run.expect(64);
+    assert!(
+        run.stderr.contains("unexpected argument '--timout' found"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("as a value"), "{}", run.stderr);
+}
+
 #[test]
 fn bad_flags_exit_64_naming_the_value() {
     let case = Case::new("a: 1\n");

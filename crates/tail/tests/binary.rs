@@ -194,6 +194,17 @@ fn headers_name_each_file_like_gnu_tail_with_several_files() {
     assert!(!stdout.contains("==>"), "{stdout}");
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would take it as a FILE. The error names the flag and exits 64, without that tip.
+#[test]
+fn an_unknown_flag_gets_no_double_dash_tip() {
+    let output = run(&["--timout", "5s", "/var/log/app.log"]);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{text}");
+    assert!(text.contains("unexpected argument '--timout' found"), "{text}");
+    assert!(!text.contains("as a value"), "{text}");
+}
+
 #[test]
 fn malformed_sink_urls_exit_64_naming_the_value_but_never_the_password() {
     let dir = tempfile::tempdir().unwrap();

@@ -166,6 +166,15 @@ fn missing_inputs_exit_66_and_an_invalid_schema_78() {
     );
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would take it as a FILE. The error names the flag and exits 64, without that tip.
+#[test]
+fn an_unknown_flag_gets_no_double_dash_tip() {
+    let run = validate(&["--timout", "5s", "app.json"], &[]);
+    run.expect(64).shows(&["unexpected argument '--timout' found"]);
+    assert!(!run.stderr.contains("as a value"), "{}", run.stderr);
+}
+
 #[test]
 fn usage_errors_exit_64_before_anything_is_checked() {
     for (args, text) in [

@@ -100,6 +100,18 @@ fn unknown_flags_and_bad_durations_are_usage_errors() {
     }
 }
 
+/// From a newcomer's report: a mistyped flag got clap's tip "use '-- --timout'", which
+/// would exec it as the COMMAND. The error names the flag and exits 64, without that tip.
+#[test]
+fn a_mistyped_flag_names_the_similar_one_and_gets_no_double_dash_tip() {
+    let output = run(&["--timout", "5s", "tcp://a:1"]);
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("unexpected argument '--timout' found"), "{text}");
+    assert!(text.contains("a similar argument exists: '--timeout'"), "{text}");
+    assert!(!text.contains("as a value"), "{text}");
+}
+
 #[test]
 fn timeout_exits_124_and_writes_the_summary_to_the_termination_log() {
     let dir = tempfile::tempdir().unwrap();
