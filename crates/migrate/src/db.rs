@@ -77,11 +77,34 @@ impl DatabaseUrl {
                 "invalid database URL {shown}: no scheme; expected {PG_FORM} or {MYSQL_FORM}"
             ));
         };
+        // The usual cause of a URL that does not parse: a password substituted raw into it
+        // (`$(DB_PASSWORD)` in a pod spec) that holds a URL delimiter. Say so, without it.
+        let raw_password = rest
+            .rfind('@')
+            .is_some_and(|at| rest[..at].contains(['/', '?', '#', '@']));
+        let hint = |engine_hint: &str| {
+            if raw_password {
+                format!(
+                    "; the user-info holds / ? # or @: a password with them must be percent-encoded in the URL \
+                     (as golang-migrate requires){engine_hint}"
+                )
+            } else {
+                String::new()
+            }
+        };
         match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" | "pgx" | "pgx4" | "pgx5" => parse_postgres(rest)
-                .map_err(|why| format!("invalid database URL {shown}: {why}; expected {PG_FORM}")),
-            "mysql" => parse_mysql(rest)
-                .map_err(|why| format!("invalid database URL {shown}: {why}; expected {MYSQL_FORM}")),
+            "postgres" | "postgresql" | "pgx" | "pgx4" | "pgx5" => parse_postgres(rest).map_err(|why| {
+                format!(
+                    "invalid database URL {shown}: {why}; expected {PG_FORM}{}",
+                    hint(", or left out of the URL and set in PGPASSWORD")
+                )
+            }),
+            "mysql" => parse_mysql(rest).map_err(|why| {
+                format!(
+                    "invalid database URL {shown}: {why}; expected {MYSQL_FORM}{}",
+                    hint("")
+                )
+            }),
             _ => Err(format!(
                 "unsupported database URL scheme in {shown}: pitcrew-migrate speaks PostgreSQL (postgres://, postgresql://, pgx://, pgx5://) and MySQL/MariaDB (mysql://); expected {PG_FORM} or {MYSQL_FORM}"
             )),
@@ -654,6 +677,24 @@ mod tests {
         assert_eq!(
             pitcrew_core::redact::url_password("postgres://a@b/c?sslmode=x&password=hunter2"),
             "postgres://a@b/c?sslmode=x&password=***"
+        );
+    }
+
+    /// Regression: a password substituted raw into the URL (`$(DB_PASSWORD)` in the example
+    /// pod, with `/`, `#`, `?` and `@` in it) failed with only "the port is not a number",
+    /// which sent the user looking at the port. The error now names the cause and the fix,
+    /// and still never the password.
+    #[test]
+    fn a_raw_password_with_url_delimiters_gets_a_hint_and_is_never_shown() {
+        let err =
+            DatabaseUrl::parse("postgres://webapp:dev-only&/#?@:pw x@postgres:5432/webapp").unwrap_err();
+        assert!(err.contains("percent-encoded"), "{err}");
+        assert!(err.contains("PGPASSWORD"), "{err}");
+        assert!(!err.contains("dev-only"), "{err}");
+        let plain = DatabaseUrl::parse("postgres://webapp@db:0/webapp").unwrap_err();
+        assert!(
+            !plain.contains("percent-encoded"),
+            "no hint without a suspicious user-info: {plain}"
         );
     }
 }
