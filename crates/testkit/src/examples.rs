@@ -85,15 +85,44 @@ pub struct Pod {
     pub containers: Vec<Container>,
 }
 
-/// Every example file's pods, validated. Panics naming the file on anything invalid.
-pub fn pods() -> Vec<(PathBuf, Vec<Pod>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
-        .expect("examples/ exists")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
+/// The version of the `kubernetes-validate` package (Kubernetes' OpenAPI schemas, offline)
+/// that checks the examples.
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+
+/// Installs `kubernetes-validate` from PyPI into its own venv under the test peers' cache
+/// unless it is there; returns the path of its command.
+///
+/// # Errors
+/// When python3 or pip fails.
+pub fn ensure_validator() -> Result<PathBuf, String> {
+    crate::moto::ensure_pip_tool(
+        "kubernetes-validate",
+        &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+        "kubernetes-validate",
+    )
+}
+
+/// Every manifest under examples/ (one directory per scenario), sorted.
+pub fn files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|ext| ext == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&dir(), &mut files);
     files.sort();
     files
+}
+
+/// Every example file's pods, validated. Panics naming the file on anything invalid.
+pub fn pods() -> Vec<(PathBuf, Vec<Pod>)> {
+    files()
         .into_iter()
         .map(|file| {
             let source = std::fs::read_to_string(&file).unwrap();
@@ -438,6 +467,67 @@ impl Container {
 mod tests {
     use super::*;
 
+    /// Runs kubernetes-validate (strict: unknown fields are errors) on `files` against
+    /// Kubernetes `version`; returns whether it passed and what it said.
+    fn kubernetes_validate(files: &[PathBuf], version: &str) -> Option<(bool, String)> {
+        let validator = match ensure_validator() {
+            Ok(path) => path,
+            Err(err) => {
+                assert!(!crate::on_ci(), "kubernetes-validate cannot be installed: {err}");
+                eprintln!("SKIPPED: kubernetes-validate cannot be installed: {err}");
+                return None;
+            }
+        };
+        let output = std::process::Command::new(validator)
+            .args(["--strict", "--quiet", "-k", version])
+            .args(files)
+            .output()
+            .expect("kubernetes-validate runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some((output.status.success(), said))
+    }
+
+    /// Every manifest is valid Kubernetes, checked offline against the API's own schemas:
+    /// a misspelt field (`initContainer:`) or a wrong type would be accepted by a YAML parser
+    /// and rejected by the API server. The native sidecars need 1.29 at least, so everything
+    /// is checked against 1.29 (the oldest the examples support) and the current version.
+    #[test]
+    fn every_manifest_passes_the_kubernetes_schemas() {
+        let files = files();
+        assert!(files.len() >= 15, "{files:?}");
+        for version in ["1.29.0", "1.37.0"] {
+            let Some((passed, said)) = kubernetes_validate(&files, version) else {
+                return;
+            };
+            assert!(
+                passed,
+                "kubernetes-validate -k {version} rejected an example:\n{said}"
+            );
+        }
+    }
+
+    /// The schema check can fail: a manifest with a misspelt field is refused, the field named.
+    #[test]
+    fn the_schema_check_refuses_a_misspelt_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainer:\n    - {name: w, image: pitcrew/wait:0.1.0}\n  \
+             containers:\n    - {name: app, image: nginx:1.22}\n",
+        )
+        .unwrap();
+        let Some((passed, said)) = kubernetes_validate(&[bad], "1.37.0") else {
+            return;
+        };
+        assert!(!passed, "a misspelt field passed:\n{said}");
+        assert!(said.contains("initContainer"), "{said}");
+    }
+
     /// Each tool's examples test checks its own containers; this one checks that every file
     /// is valid and that none is a pitcrew example in name only.
     #[test]
@@ -445,6 +535,10 @@ mod tests {
         let files = pods();
         assert!(files.len() >= 6, "{files:?}");
         for (file, pods) in files {
+            // The databases the scenarios wait for: stand-ins for what a cluster already runs.
+            if file.parent().is_some_and(|dir| dir.ends_with("dependencies")) {
+                continue;
+            }
             let uses_pitcrew = pods.iter().any(|pod| {
                 pod.init_containers
                     .iter()

@@ -78,6 +78,7 @@ pub mod http_receiver;
 pub mod mariadb;
 pub mod moto;
 pub mod nginx;
+pub mod podman;
 pub mod postgres;
 pub mod process;
 pub mod redis;

@@ -54,17 +54,32 @@ pub fn peers_dir() -> PathBuf {
     cache.join("pitcrew")
 }
 
-/// Installs moto's server into a venv at `peers_dir()/moto` (`python3 -m venv` then
-/// `pip install moto[server]==MOTO_VERSION`) unless that version is already there; returns the
-/// path of `moto_server`. Needs only python3 and PyPI; about 30 s when fresh.
+/// Installs moto's server into a venv at `peers_dir()/moto` unless that version is already
+/// there; returns the path of `moto_server`. Needs only python3 and PyPI; about 30 s when fresh.
 pub fn ensure_moto() -> Result<PathBuf, String> {
-    let venv = peers_dir().join("moto");
-    let server = venv.join("bin/moto_server");
-    let marker = venv.join(format!(".pitcrew-moto-{MOTO_VERSION}"));
-    if server.is_file() && marker.is_file() {
-        return Ok(server);
+    ensure_pip_tool("moto", &format!("moto[server]=={MOTO_VERSION}"), "moto_server")
+}
+
+/// Installs the PyPI `requirement` into a venv at `peers_dir()/NAME` (`python3 -m venv`, then
+/// `pip install`) unless that exact requirement is already there; returns the path of its
+/// `binary`. A half-made or older venv is replaced whole: pip upgrades in place can leave a mix.
+pub fn ensure_pip_tool(name: &str, requirement: &str, binary: &str) -> Result<PathBuf, String> {
+    let venv = peers_dir().join(name);
+    let tool = venv.join("bin").join(binary);
+    let marker_name: String = requirement
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let marker = venv.join(format!(".pitcrew-{marker_name}"));
+    if tool.is_file() && marker.is_file() {
+        return Ok(tool);
     }
-    // A half-made or older venv is replaced whole: pip upgrades in place can leave a mix.
     if venv.exists() {
         fs::remove_dir_all(&venv)
             .map_err(|err| format!("cannot remove the old {}: {err}", venv.display()))?;
@@ -75,13 +90,16 @@ pub fn ensure_moto() -> Result<PathBuf, String> {
     run_install(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--disable-pip-version-check", "--quiet"])
-            .arg(format!("moto[server]=={MOTO_VERSION}")),
+            .arg(requirement),
     )?;
-    if !server.is_file() {
-        return Err(format!("pip installed moto but there is no {}", server.display()));
+    if !tool.is_file() {
+        return Err(format!(
+            "pip installed {requirement} but there is no {}",
+            tool.display()
+        ));
     }
     fs::write(&marker, "").map_err(|err| format!("cannot write {}: {err}", marker.display()))?;
-    Ok(server)
+    Ok(tool)
 }
 
 /// Installs s3s-fs with `cargo install s3s-fs@S3S_FS_VERSION --features binary --locked` into
