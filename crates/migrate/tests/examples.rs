@@ -1,7 +1,8 @@
 //! Every `pitcrew/migrate` container in `examples/` works with the real binary, run the way the
 //! kubelet would run it: the migrations ConfigMap laid out with its `..data` symlinks, the
-//! database host pointed at a real PostgreSQL (with TLS, as the example's `sslmode=require`
-//! asks) and the Secret's user and password replaced by the test server's. Three copies start
+//! database host pointed at a real PostgreSQL (with TLS, for an example's `sslmode=require`)
+//! and the Secret's user and password, in the URL or in PGPASSWORD, replaced by the test
+//! server's. Three copies start
 //! at once, as three replicas would on a rollout: each migration is applied once. A fourth run,
 //! as after a pod restart, applies nothing.
 
@@ -13,8 +14,9 @@ use pitcrew_testkit::postgres::{PASSWORD, PostgresPeer, USER};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-migrate");
 
-/// Where the examples' database lives in a cluster.
-const CLUSTER_HOST: &str = "postgres.database.svc.cluster.local:5432";
+/// Where the examples' database lives in a cluster (a Service's full name, or its short name
+/// from the same namespace).
+const CLUSTER_HOSTS: &[&str] = &["postgres.database.svc.cluster.local:5432", "postgres:5432"];
 
 fn spawn(args: &[String], env: &HashMap<String, String>) -> std::process::Child {
     Command::new(BIN)
@@ -53,20 +55,31 @@ fn every_migrate_container_in_the_examples_applies_once_with_three_replicas_at_o
         peer.psql(&format!("CREATE DATABASE {database} OWNER {USER}"));
         let volumes = tempfile::tempdir().unwrap();
         pod.materialize(volumes.path());
-        let local = format!("{USER}:{PASSWORD}@127.0.0.1:{}", peer.port());
+        let local = format!("127.0.0.1:{}", peer.port());
         let args: Vec<String> = container
             .redirected_args(volumes.path())
             .into_iter()
-            .map(|arg| {
-                arg.replace(&format!("{SECRET}:{SECRET}@{CLUSTER_HOST}"), &local)
-                    .replace("/webapp?", &format!("/{database}?"))
+            .map(|mut arg| {
+                for host in CLUSTER_HOSTS {
+                    arg = arg
+                        .replace(
+                            &format!("{SECRET}:{SECRET}@{host}"),
+                            &format!("{USER}:{PASSWORD}@{local}"),
+                        )
+                        .replace(&format!("{SECRET}@{host}"), &format!("{USER}@{local}"))
+                        .replace(&format!("webapp@{host}"), &format!("{USER}@{local}"));
+                }
+                arg.replace("/webapp?", &format!("/{database}?"))
             })
             .collect();
         assert!(
-            args.iter().any(|arg| arg.contains(&local)),
+            args.iter().any(|arg| arg.contains(&format!("@{local}/"))),
             "{context}: the database URL was not pointed at the test server: {args:?}"
         );
-        let env = container.redirected_env(volumes.path());
+        let mut env = container.redirected_env(volumes.path());
+        if env.get("PGPASSWORD").is_some_and(|value| value == SECRET) {
+            env.insert("PGPASSWORD".into(), PASSWORD.into());
+        }
         for var in env.keys().filter(|var| var.starts_with("PITCREW_")) {
             assert!(
                 examples::is_env_twin(BIN, var),
@@ -81,7 +94,7 @@ fn every_migrate_container_in_the_examples_applies_once_with_three_replicas_at_o
             let log = stderr(&output);
             assert_eq!(output.status.code(), Some(0), "{context}: {args:?}:\n{log}");
             assert!(!log.contains(PASSWORD), "{context}: the password leaked");
-            if log.contains("migrations applied") {
+            if log.contains(" applied in ") {
                 appliers += 1;
             } else {
                 assert!(

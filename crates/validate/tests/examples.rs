@@ -1,6 +1,7 @@
 //! Every `pitcrew/validate` container in `examples/` works with the real binary, run the way
 //! the kubelet would run it: the pod's volumes made in a temp dir (the schema ConfigMap laid
-//! out with `..data`), what the earlier init containers leave (config.json) and a TLS Secret
+//! out with `..data`), what the earlier init containers leave (config.json, batch.json) and a
+//! TLS Secret
 //! for the names the args check put there, Secret env references replaced by a value full of
 //! special characters. A good config passes; a broken one fails with every problem named and
 //! the secret never shown.
@@ -14,9 +15,22 @@ use pitcrew_testkit::examples::{self, SECRET};
 
 use common::BIN;
 
-/// A config.json the example's schema accepts, and one it refuses twice.
-const GOOD: &str = r#"{"listen": ":8080", "database": {"host": "db", "pool": 5}}"#;
-const BAD: &str = r#"{"listen": "8080", "database": {"host": "", "pool": 500}}"#;
+/// The documents the examples check, by file name: one their schema accepts, one it refuses
+/// three times, and the JSON pointers of the three problems.
+const DOCUMENTS: &[(&str, &str, &str, [&str; 3])] = &[
+    (
+        "config.json",
+        r#"{"listen": ":8080", "database": {"host": "db", "pool": 5}}"#,
+        r#"{"listen": "8080", "database": {"host": "", "pool": 500}}"#,
+        ["/listen", "/database/host", "/database/pool"],
+    ),
+    (
+        "batch.json",
+        r#"{"batch": "2026-02-03", "files": ["orders.csv"], "record_counts": {"orders": 4}}"#,
+        r#"{"batch": "yesterday", "files": [], "record_counts": {"orders": -1}}"#,
+        ["/batch", "/files", "/record_counts/orders"],
+    ),
+];
 
 fn run(args: &[String], env: &HashMap<String, String>) -> (Option<i32>, String) {
     let output = Command::new(BIN)
@@ -70,20 +84,26 @@ fn every_validate_container_in_the_examples_passes_a_good_config_and_names_every
             std::fs::copy(&certs.cert, cert).unwrap();
             std::fs::copy(&certs.key, key).unwrap();
         }
-        let config = args
+        let (config, (_, good, bad, pointers)) = args
             .iter()
-            .find(|arg| arg.ends_with("config.json"))
-            .unwrap_or_else(|| panic!("{context}: no config.json among {args:?}"));
-        std::fs::write(config, GOOD).unwrap();
+            .find_map(|arg| {
+                DOCUMENTS
+                    .iter()
+                    .find(|(name, ..)| arg.ends_with(name))
+                    .map(|document| (arg, document))
+            })
+            .unwrap_or_else(|| panic!("{context}: no known document among {args:?}"));
+        std::fs::create_dir_all(std::path::Path::new(config).parent().unwrap()).unwrap();
+        std::fs::write(config, good).unwrap();
 
         let (code, stderr) = run(&args, &env);
         assert_eq!(code, Some(0), "{context}: args {args:?}:\n{stderr}");
         assert!(!stderr.contains(SECRET), "{context}: a secret leaked:\n{stderr}");
 
-        std::fs::write(config, BAD).unwrap();
+        std::fs::write(config, bad).unwrap();
         let (code, stderr) = run(&args, &env);
         assert_eq!(code, Some(1), "{context}: a broken config passed:\n{stderr}");
-        for pointer in ["/listen", "/database/host", "/database/pool"] {
+        for pointer in pointers {
             assert!(
                 stderr.contains(pointer),
                 "{context}: {pointer} not reported:\n{stderr}"
