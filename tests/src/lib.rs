@@ -8,6 +8,8 @@
 // Test support: a panic with a clear message is how a broken precondition is reported.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod pods;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;

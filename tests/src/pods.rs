@@ -1,0 +1,127 @@
+//! Support for the pod tests (`tests/pods.rs`): the example manifests played with
+//! `podman kube play` on a network of the test's own, one scenario at a time.
+//!
+//! The manifests are played as users would write them, through
+//! [`Manifest::for_podman`](pitcrew_testkit::podman::Manifest::for_podman), which says each
+//! change podman 4.3 needs; the images are the ones `cargo xtask images --pods` (and
+//! `cargo xtask test`) put in podman's store.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use pitcrew_testkit::podman::{Manifest, Pod, Podman};
+
+/// The scenarios' pods carry the names their manifests give (`postgres`, `webapp`): two
+/// scenarios at once would clash, so they run one after another.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The images every scenario needs, as the manifests name them.
+const IMAGES: &[&str] = &[
+    "pitcrew/wait:0.1.0",
+    "pitcrew/tail:0.1.0",
+    "docker.io/library/postgres:15",
+    "docker.io/library/mariadb:10.11",
+    "docker.io/library/nginx:1.22",
+    "docker.io/library/busybox:1.35",
+];
+
+/// One scenario: its own podman network, the Secrets it created, the pods it played.
+pub struct Scenario {
+    /// The engine.
+    pub podman: Podman,
+    /// The network its pods share (they find each other by pod name).
+    pub network: String,
+    secrets: Vec<(String, BTreeMap<String, Vec<u8>>)>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Scenario {
+    /// Sets up the scenario `name`, or returns `None` (after printing SKIPPED) when podman or
+    /// the images are missing and skipping is allowed (see [`crate::must_run`]).
+    pub fn start(name: &str) -> Option<Self> {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let podman = match Podman::setup() {
+            Ok(podman) => podman,
+            Err(err) => {
+                assert!(!crate::must_run(), "{err}");
+                crate::skipped(&err);
+                return None;
+            }
+        };
+        if let Some(missing) = IMAGES.iter().find(|image| !podman.image_exists(image)) {
+            let problem = format!(
+                "podman has no image {missing}; make the pod images with `cargo xtask images --pods`"
+            );
+            assert!(!crate::must_run(), "{problem}");
+            crate::skipped(&problem);
+            return None;
+        }
+        let network = format!("pitcrew-e2e-{name}");
+        podman.ensure_network(&network).expect("a podman network");
+        Some(Self {
+            podman,
+            network,
+            secrets: Vec::new(),
+            _turn: turn,
+        })
+    }
+
+    /// Reads an example file (a path under examples/) and gives podman its Secrets, as
+    /// `kubectl apply` of the file would create them.
+    pub fn manifest(&mut self, path: &str) -> Manifest {
+        let manifest = Manifest::load(path);
+        self.podman.remove_configmap_volumes(&manifest);
+        for (name, data) in manifest.secrets() {
+            self.podman.create_secret(&name, &data).expect("a podman secret");
+            self.secrets.retain(|(known, _)| *known != name);
+            self.secrets.push((name, data));
+        }
+        manifest
+    }
+
+    /// A Secret's value, as a pod would see it.
+    pub fn secret(&self, name: &str, key: &str) -> String {
+        let (_, data) = self
+            .secrets
+            .iter()
+            .find(|(known, _)| known == name)
+            .unwrap_or_else(|| panic!("no Secret {name} read yet"));
+        String::from_utf8_lossy(&data[key]).into_owned()
+    }
+
+    /// Plays the workload `workload` of `manifest` as the pod `pod_name`.
+    pub fn play(&self, manifest: &Manifest, workload: &str, pod_name: &str) -> Pod {
+        let yaml = manifest.for_podman(workload, pod_name, &self.secrets);
+        self.podman
+            .play(&yaml, &self.network, pod_name)
+            .unwrap_or_else(|err| panic!("{}: {err}", manifest.path().display()))
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        // The pods are removed by their own handles first (declared later, dropped earlier).
+        let _ = self.podman.output(&["network", "rm", "-f", &self.network]);
+    }
+}
+
+/// `later - earlier` in seconds, negative when `later` is before `earlier`.
+#[allow(clippy::cast_precision_loss)] // durations of seconds
+pub fn seconds_between(earlier: SystemTime, later: SystemTime) -> f64 {
+    match later.duration_since(earlier) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
+}
+
+/// An HTTP GET from inside `container` of `pod`; panics when it fails.
+pub fn http_get(pod: &Pod, container: &str, port: u16, path: &str) -> String {
+    pod.http_get(container, port, path)
+        .unwrap_or_else(|err| panic!("GET {path} in {}: {err}", pod.container(container)))
+}
+
+/// A deadline for anything a pod does: generous, for a busy 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(120);

@@ -1,0 +1,399 @@
+//! The scenarios of `examples/` run as real pods with `podman kube play`: init containers one
+//! after another, the app and its sidecars in one network namespace sharing emptyDirs, pods
+//! finding each other by name, SIGTERM on `podman kube down`.
+//!
+//! Each test plays the manifests as users would write them (see `pitcrew_e2e::pods` and
+//! `Manifest::for_podman` for the few changes podman 4.3 needs, each a difference from a
+//! kubelet), on the images `cargo xtask test` puts in podman's store: the pitcrew images tagged
+//! with the version the manifests name, and PostgreSQL, MariaDB, nginx and busybox built from
+//! Debian's packages under the names the manifests use.
+
+use std::time::{Duration, Instant};
+
+use pitcrew_e2e::pods::{DEADLINE, Scenario, http_get, seconds_between};
+use pitcrew_testkit::podman::Pod;
+
+/// How long after its dependency answers the app may start: pitcrew/wait retries every
+/// 100 ms for its first 10 s, so it sees the dependency within that; the rest is podman
+/// starting the next container.
+const APP_START_BOUND: f64 = 1.0;
+
+fn running(pod: &Pod, container: &str) -> bool {
+    pod.state(container)
+        .is_some_and(|state| state.status == "running")
+}
+
+/// The seed's init demo: the app (nginx) starts only once MySQL answers, and right after.
+/// MySQL is played only once pitcrew/wait has logged that it cannot reach it yet.
+#[test]
+fn init_demo_holds_the_app_until_mysql_answers_then_starts_it_at_once() {
+    let Some(mut scenario) = Scenario::start("init-demo") else {
+        return;
+    };
+    let mysql = scenario.manifest("dependencies/mysql.yaml");
+    let app = scenario.manifest("init-containers/wait-for-mysql.yaml");
+
+    let demo = scenario.play(&app, "init-container-demo", "init-container-demo");
+    demo.wait_for("waiting for mysql", DEADLINE, |pod| {
+        pod.logs("wait-for-mysql").contains("retrying in")
+    });
+    assert!(
+        !running(&demo, "main-app"),
+        "the app started before MySQL existed:\n{}",
+        demo.describe()
+    );
+
+    let database = scenario.play(&mysql, "mysql", "mysql");
+    demo.wait_for("running its app", DEADLINE, |pod| running(pod, "main-app"));
+
+    // MariaDB logs its port only when it listens for the network (the entrypoint's set-up
+    // server listens on a socket only, and logs port 0).
+    let ready = database
+        .logged_at("mysql", "port: 3306")
+        .unwrap_or_else(|| panic!("MariaDB never said it listens:\n{}", database.describe()));
+    let wait = demo.state("wait-for-mysql").expect("the init container is kept");
+    let app = demo.state("main-app").expect("the app");
+    assert_eq!(wait.exit_code, 0, "{}", demo.describe());
+    let app_after = seconds_between(ready, app.started_at.expect("started"));
+    let wait_after = seconds_between(ready, wait.finished_at.expect("finished"));
+    eprintln!("mysql ready → wait exited {wait_after:.3}s, app started {app_after:.3}s");
+    assert!(
+        app_after > 0.0,
+        "the app started {app_after:.3}s before MySQL listened"
+    );
+    assert!(
+        wait_after < APP_START_BOUND,
+        "pitcrew/wait let the app wait {wait_after:.3}s after MySQL listened:\n{}",
+        demo.logs("wait-for-mysql")
+    );
+    let log = demo.logs("wait-for-mysql");
+    assert!(log.contains("mysql://shop:***@mysql:3306/shop is ready"), "{log}");
+    assert!(
+        !log.contains(&scenario.secret("mysql-credentials", "password")),
+        "the password reached the log:\n{log}"
+    );
+    // The default log is the first failure, changes of reason and a line every 10 s, not
+    // one line per attempt (every 100 ms).
+    let lines = log.lines().count();
+    let waited = seconds_between(wait.started_at.unwrap(), wait.finished_at.unwrap());
+    assert!(
+        f64::from(u32::try_from(lines).unwrap_or(u32::MAX)) < 6.0 + waited / 2.0,
+        "{lines} log lines for {waited:.1}s of waiting:\n{log}"
+    );
+    drop(database);
+}
+
+/// The seed's sequential init: database check → config set-up → migrations → app, each step
+/// starting only after the one before exited 0.
+#[test]
+fn sequential_init_runs_each_step_after_the_one_before_and_the_app_last() {
+    let Some(mut scenario) = Scenario::start("sequential") else {
+        return;
+    };
+    let postgres = scenario.manifest("dependencies/postgres.yaml");
+    let orders = scenario.manifest("init-containers/sequential-init.yaml");
+    let pod = scenario.play(&orders, "orders", "orders");
+    pod.wait_for("waiting for postgres", DEADLINE, |pod| {
+        pod.logs("step-1-database-check").contains("retrying in")
+    });
+    let database = scenario.play(&postgres, "postgres", "postgres");
+    pod.wait_for("running its app", DEADLINE, |pod| running(pod, "app"));
+
+    let steps = [
+        "step-1-database-check",
+        "step-2-config-setup",
+        "step-3-schema-migration",
+    ];
+    let mut previous_end = None;
+    for step in steps {
+        let state = pod.state(step).expect("the init container is kept");
+        assert_eq!(state.exit_code, 0, "{step}:\n{}", pod.describe());
+        let started = state.started_at.expect("started");
+        if let Some(end) = previous_end {
+            assert!(
+                seconds_between(end, started) >= 0.0,
+                "{step} started before the step before it ended:\n{}",
+                pod.describe()
+            );
+        }
+        previous_end = state.finished_at;
+    }
+    let app = pod.state("app").unwrap();
+    assert!(seconds_between(previous_end.unwrap(), app.started_at.unwrap()) >= 0.0);
+
+    let answer = http_get(&pod, "app", 8080, "/");
+    assert!(answer.contains("schema migrated, config in place"), "{answer}");
+    let version = database
+        .psql(
+            "postgres",
+            "webapp",
+            "webapp",
+            "SELECT version, dirty FROM schema_migrations",
+        )
+        .unwrap();
+    assert_eq!(version, "1|f");
+}
+
+/// The seed's nginx with a log sidecar, classic (in `containers`): every request shows in the
+/// sidecar's log, and `podman kube down` stops it within the grace period with exit 0.
+#[test]
+fn classic_log_sidecar_streams_nginx_requests_and_drains_on_kube_down() {
+    log_sidecar_scenario("log-sidecar/classic.yaml", "sidecar-demo");
+}
+
+/// The native sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+).
+/// podman 4.3 does not know native sidecars: it would wait for the sidecar to exit before
+/// starting nginx, so `Manifest::for_podman` plays it in `containers`. What can be checked here
+/// is what the two forms share: the same container, args and volume, streaming every request
+/// and draining on SIGTERM. The start-before and stop-after ordering is the kubelet's, and
+/// cannot be seen with podman.
+#[test]
+fn native_log_sidecar_streams_nginx_requests_and_drains_as_far_as_podman_can_show() {
+    log_sidecar_scenario("log-sidecar/native.yaml", "sidecar-demo-native");
+}
+
+fn log_sidecar_scenario(file: &str, pod_name: &str) {
+    let Some(mut scenario) = Scenario::start(pod_name) else {
+        return;
+    };
+    let manifest = scenario.manifest(file);
+    let pod = scenario.play(&manifest, pod_name, pod_name);
+    pod.wait_for("serving", DEADLINE, |pod| {
+        running(pod, "nginx") && running(pod, "log-sidecar") && http_get_quietly(pod)
+    });
+    for n in 1..=5 {
+        let answer = http_get(&pod, "nginx", 80, &format!("/hello-{n}"));
+        assert!(answer.contains("404") || answer.contains("200"), "{answer}");
+    }
+    pod.wait_for("showing every request in the sidecar's log", DEADLINE, |pod| {
+        let log = pod.logs("log-sidecar");
+        (1..=5).all(|n| log.contains(&format!("GET /hello-{n} HTTP/1.0")))
+    });
+    let took = pod.down().expect("podman kube down");
+    let sidecar = pod.state("log-sidecar");
+    eprintln!("kube down took {took:?}");
+    // The grace period is 10 s (podman's default, as a pod's terminationGracePeriodSeconds is
+    // 30 s): a sidecar that ignored SIGTERM would be killed (137) after it.
+    assert!(took < Duration::from_secs(10), "kube down took {took:?}");
+    if let Some(state) = sidecar {
+        assert_eq!(state.exit_code, 0, "the sidecar did not exit cleanly on SIGTERM");
+    }
+}
+
+fn http_get_quietly(pod: &Pod) -> bool {
+    pod.http_get("nginx", 80, "/").is_ok()
+}
+
+/// The production Deployment: two replicas started at once against a PostgreSQL that comes
+/// up later. Migrations run once; the config and JWT secret are rendered and survive a pod
+/// restart unchanged; the app's requests show in the log sidecar; kube down drains it.
+// One story, top to bottom: splitting it would hide the order of events it checks.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn production_deployment_migrates_once_renders_config_and_ships_logs() {
+    let Some(mut scenario) = Scenario::start("production") else {
+        return;
+    };
+    let postgres = scenario.manifest("dependencies/postgres.yaml");
+    let webapp = scenario.manifest("production-deployment/deployment.yaml");
+
+    // PostgreSQL's pod first: it takes seconds to initialise its database, so the replicas
+    // still find it not ready, as behind a Service whose endpoints are not ready yet. (Played
+    // after them, a replica that had looked the name up before the pod existed once got no
+    // answer from podman's resolver, aardvark-dns, for 45 s: a podman matter, which
+    // pitcrew/wait rode out, retrying and saying why.)
+    let database = scenario.play(&postgres, "postgres", "postgres");
+    // podman plays one pod per Deployment, whatever its replicas: the two replicas are the
+    // same template played twice, at once.
+    let first = scenario.play(&webapp, "webapp", "webapp-a");
+    let second = scenario.play(&webapp, "webapp", "webapp-b");
+    for pod in [&first, &second] {
+        pod.wait_for("running its app and sidecar", DEADLINE, |pod| {
+            running(pod, "webapp") && running(pod, "log-forwarder")
+        });
+    }
+    let ready = database
+        .logged_at("postgres", "database system is ready to accept connections")
+        .expect("PostgreSQL said it is ready");
+    for pod in [&first, &second] {
+        let wait = pod.state("wait-for-db").unwrap();
+        let app = pod.state("webapp").unwrap();
+        let wait_after = seconds_between(ready, wait.finished_at.unwrap());
+        let app_after = seconds_between(ready, app.started_at.unwrap());
+        eprintln!(
+            "{}: postgres ready → wait exited {wait_after:.3}s, app started {app_after:.3}s (after migrate and render)",
+            pod.name()
+        );
+        assert!(
+            app_after > 0.0,
+            "{} started its app before PostgreSQL was ready",
+            pod.name()
+        );
+        assert!(
+            wait_after < APP_START_BOUND,
+            "{}: wait took {wait_after:.3}s\n{}\n--- postgres:\n{}",
+            pod.name(),
+            pod.logs("wait-for-db"),
+            database.logs("postgres")
+        );
+    }
+
+    // Migrations ran once: the version is 3, clean, and the seed row (which a second run
+    // would fail to insert) is there once.
+    let psql = |sql: &str| database.psql("postgres", "webapp", "webapp", sql).unwrap();
+    assert_eq!(psql("SELECT version, dirty FROM schema_migrations"), "3|f");
+    assert_eq!(
+        psql("SELECT count(*) FROM users WHERE email = 'admin@example.com'"),
+        "1"
+    );
+    let logs = [first.logs("run-migrations"), second.logs("run-migrations")];
+    let applied: Vec<bool> = logs
+        .iter()
+        .map(|log| log.contains("3 migrations applied"))
+        .collect();
+    assert_eq!(
+        applied.iter().filter(|&&a| a).count(),
+        1,
+        "exactly one replica applies the migrations:\n{}\n---\n{}",
+        logs[0],
+        logs[1]
+    );
+    let password = scenario.secret("app-db-credentials", "password");
+    for log in &logs {
+        assert!(!log.contains(&password), "the password reached the log:\n{log}");
+    }
+
+    // The rendered config and the secret.
+    let config = first
+        .exec("webapp", &["cat", "/etc/nginx/conf.d/webapp.conf"])
+        .unwrap();
+    assert!(config.contains("listen 8080;"), "{config}");
+    let secret = first
+        .exec("webapp", &["cat", "/etc/nginx/conf.d/jwt-secret"])
+        .unwrap();
+    assert_eq!(secret.trim().len(), 44, "32 bytes in base64: {secret:?}");
+    let answer = http_get(&first, "webapp", 8080, "/orders?page=1");
+    assert!(
+        answer.contains("webapp (production, log level info) using webapp on postgres"),
+        "{answer}"
+    );
+    first.wait_for("showing the request in the log sidecar", DEADLINE, |pod| {
+        pod.logs("log-forwarder").contains("GET /orders?page=1 HTTP/1.0")
+    });
+    let other_secret = second
+        .exec("webapp", &["cat", "/etc/nginx/conf.d/jwt-secret"])
+        .unwrap();
+    assert_ne!(secret, other_secret, "each pod generates its own secret");
+
+    // A pod restart re-runs the init containers on the same emptyDirs: the secret and the
+    // config stay as they were, byte for byte and with their modification times.
+    let stat = |pod: &Pod| {
+        pod.exec(
+            "webapp",
+            &[
+                "stat",
+                "-c",
+                "%n %s %Y",
+                "/etc/nginx/conf.d/jwt-secret",
+                "/etc/nginx/conf.d/webapp.conf",
+            ],
+        )
+        .unwrap()
+    };
+    let before = stat(&first);
+    let wait_started = first.state("wait-for-db").unwrap().started_at;
+    first.restart().expect("the pod restarts");
+    first.wait_for("running again", DEADLINE, |pod| running(pod, "webapp"));
+    assert_ne!(
+        first.state("wait-for-db").unwrap().started_at,
+        wait_started,
+        "the init containers ran again"
+    );
+    assert_eq!(first.state("config-generator").unwrap().exit_code, 0);
+    assert_eq!(stat(&first), before, "the restart changed the rendered files");
+    assert_eq!(
+        first
+            .exec("webapp", &["cat", "/etc/nginx/conf.d/jwt-secret"])
+            .unwrap(),
+        secret
+    );
+    assert!(
+        first.logs("run-migrations").contains("no change"),
+        "{}",
+        first.logs("run-migrations")
+    );
+
+    // kubectl delete: the sidecar drains within the grace period.
+    for pod in [&first, &second] {
+        let took = pod.down().expect("kube down");
+        eprintln!("{}: kube down took {took:?}", pod.name());
+        assert!(took < Duration::from_secs(10), "kube down took {took:?}");
+    }
+}
+
+/// The data-processing Job: fetch and validate the inputs, render the config, run the
+/// processor; its sidecar exits with it (--exit-on), so the pod completes.
+#[test]
+fn data_processing_job_completes_because_its_sidecar_exits_with_the_processor() {
+    let Some(mut scenario) = Scenario::start("job") else {
+        return;
+    };
+    let lake = scenario.manifest("dependencies/data-lake.yaml");
+    let job = scenario.manifest("data-processing-job/job.yaml");
+    let _lake = scenario.play(&lake, "data-lake", "data-lake");
+    let start = Instant::now();
+    let pod = scenario.play(&job, "data-processing-job", "data-processing-job-x7k2p");
+    let processor = pod.wait_exited("data-processor", DEADLINE);
+    let monitor = pod.wait_exited("progress-monitor", DEADLINE);
+    eprintln!("the Job's pod completed in {:?}", start.elapsed());
+    assert_eq!(processor.exit_code, 0, "{}", pod.describe());
+    assert_eq!(
+        monitor.exit_code,
+        0,
+        "the sidecar exits 0 on --exit-on:\n{}",
+        pod.describe()
+    );
+    for step in ["data-downloader", "validate-inputs", "config-generator"] {
+        assert_eq!(
+            pod.state(step).unwrap().exit_code,
+            0,
+            "{step}:\n{}",
+            pod.describe()
+        );
+    }
+    let log = pod.logs("progress-monitor");
+    assert!(log.contains("processed customers: 3 rows"), "{log}");
+    assert!(log.contains("processed orders: 4 rows"), "{log}");
+    assert!(log.contains("finished"), "the last line too:\n{log}");
+    assert!(
+        log.contains(r#""processing_id":"data-processing-job-x7k2p""#),
+        "the config was rendered with the pod's name:\n{log}"
+    );
+    let fetched = pod.logs("data-downloader");
+    assert!(fetched.contains("batch.json"), "{fetched}");
+}
+
+/// The shared-volume producer/consumer: prepare hands the producer its directory, the
+/// consumer (pitcrew/tail) reads every record exactly once through the producer's rotation.
+#[test]
+fn shared_volume_consumer_reads_every_record_once_through_rotation() {
+    let Some(mut scenario) = Scenario::start("shared-volume") else {
+        return;
+    };
+    let manifest = scenario.manifest("shared-volume/pod.yaml");
+    let pod = scenario.play(&manifest, "shared-volume-demo", "shared-volume-demo");
+    pod.wait_for("consuming all 200 records", DEADLINE, |pod| {
+        pod.logs("consumer").contains("record 200 of 200")
+    });
+    assert!(
+        pod.logs("producer").contains("wrote 200 records"),
+        "{}",
+        pod.describe()
+    );
+    let log = pod.logs("consumer");
+    let records: Vec<&str> = log.lines().filter(|line| line.starts_with("record ")).collect();
+    let expected: Vec<String> = (1..=200).map(|n| format!("record {n} of 200")).collect();
+    assert_eq!(records, expected, "every record once, in order:\n{log}");
+    let took = pod.down().expect("kube down");
+    assert!(took < Duration::from_secs(10), "kube down took {took:?}");
+}
