@@ -1,49 +1,74 @@
-//! `cargo xtask demo`: pitcrew/wait as an init container, shown with plain docker.
+//! `cargo xtask demo`: the production-Deployment example run as real pods with
+//! `podman kube play`, told step by step.
 //!
-//! A pod is emulated the way Kubernetes builds one: a "pause" container owns the network
-//! namespace and every other container joins it (`--network container:<pod>`), so they all
-//! share one loopback. The dependency starts listening only after 5 s; the init container
-//! (pitcrew/wait) holds back the app until then; the app starts only after wait exits 0.
+//! The webapp pod (examples/production-deployment/) is played first, its database
+//! (examples/dependencies/postgres.yaml) only a few seconds later, as when a database restarts
+//! or a cluster comes up: pitcrew/wait holds the pod back, then migrate applies the schema,
+//! render writes the config and the JWT secret, nginx (the app) starts and pitcrew/tail
+//! streams its requests. The demo prints what each container says as it happens, how long
+//! the app waited past the moment PostgreSQL was ready, and commands to look further; then it
+//! cleans up. The image builds' output goes to a log file, named at the start.
 
-use std::process::Command;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::images;
+use pitcrew_testkit::podman::{Manifest, Pod, Podman, parse_time};
+
 use crate::util::{self, Result};
 
-const POD: &str = "pitcrew-demo-pod";
-const DB: &str = "pitcrew-demo-db";
-const WAIT: &str = "pitcrew-demo-wait";
-const APP: &str = "pitcrew-demo-app";
-
-/// Removes the demo's containers when dropped: on success, failure and Ctrl-C alike.
-struct Containers;
-
-impl Containers {
-    fn remove_all() {
-        // `docker rm -f` of a missing container only complains; the result is the same.
-        let _ = util::capture(Command::new("docker").args(["rm", "-f", APP, WAIT, DB, POD]));
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        println!("\ncleaning up: docker rm -f {APP} {WAIT} {DB} {POD}");
-        Containers::remove_all();
-    }
-}
+const NETWORK: &str = "pitcrew-demo";
+/// How long the database stays away after the webapp pod started.
+const DATABASE_LATE_BY: Duration = Duration::from_secs(5);
 
 fn say(text: &str) {
     println!("\n\u{2500}\u{2500} {text}");
+}
+
+/// Prints the lines of each container's log not printed yet, prefixed with its name.
+struct LogFollower {
+    printed: BTreeMap<String, usize>,
+}
+
+impl LogFollower {
+    fn print_new(&mut self, pod: &Pod, containers: &[&str]) {
+        for container in containers {
+            let log = pod.logs(container);
+            if log.starts_with("Error:") || log.contains("no such container") {
+                continue;
+            }
+            let seen = self.printed.entry(pod.container(container)).or_insert(0);
+            for line in log.lines().skip(*seen) {
+                println!("  {:<28} {}", pod.container(container), short(line));
+            }
+            *seen = log.lines().count();
+        }
+    }
+}
+
+/// A log line without its RFC 3339 timestamp's date and fraction, to fit a terminal.
+fn short(line: &str) -> String {
+    match line.split_once(' ') {
+        Some((stamp, rest)) if parse_time(stamp).is_some() && stamp.len() > 19 => {
+            format!("{} {}", &stamp[11..19], rest.trim_start())
+        }
+        _ => line.to_owned(),
+    }
+}
+
+fn running(pod: &Pod, container: &str) -> bool {
+    pod.state(container)
+        .is_some_and(|state| state.status == "running")
 }
 
 /// Runs the demo.
 // The demo reads top to bottom like the story it tells; splitting it would hide the steps.
 #[allow(clippy::too_many_lines)]
 pub fn run() -> Result {
-    // Ctrl-C reaches the whole foreground process group: docker run passes it on to its
-    // container and returns; we must survive it to clean up, so note it instead of dying.
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted))
@@ -57,119 +82,206 @@ pub fn run() -> Result {
         }
     };
 
-    say("building the images (cargo xtask images)");
-    images::build_all()?;
-    check()?;
-
-    // Leftovers of an earlier, killed demo would make `--name` clash.
-    Containers::remove_all();
-    let _cleanup = Containers;
-
+    let log_path = util::target_dir().join("demo-build.log");
+    std::fs::create_dir_all(util::target_dir())
+        .map_err(|err| format!("cannot create the target dir: {err}"))?;
     say(&format!(
-        "1. the pod: {POD} owns the network namespace (like Kubernetes' pause container); \
-         --network none, so it has only its own loopback"
+        "building the images and the demo's peers (output in {})",
+        log_path.display()
     ));
-    util::run(Command::new("docker").args([
-        "run",
-        "-d",
-        "--name",
-        POD,
-        "--network",
-        "none",
-        "--read-only",
-        "pitcrew/busybox:dev",
-        "sleep",
-        "600",
-    ]))?;
-
-    let pod_net = format!("container:{POD}");
-    say(&format!(
-        "2. the dependency: {DB} joins the pod and starts listening on 127.0.0.1:8080 only \
-         after 5 s (a database still starting up)"
-    ));
-    util::run(Command::new("docker").args([
-        "run",
-        "-d",
-        "--name",
-        DB,
-        "--network",
-        &pod_net,
-        "--read-only",
-        "pitcrew/busybox:dev",
-        "sh",
-        "-c",
-        "echo 'db: starting up (5 s)'; sleep 5; echo 'db: listening on 127.0.0.1:8080'; \
-         exec nc -ll -p 8080 -e echo 'hello from db'",
-    ]))?;
-
-    say(&format!(
-        "3. the init container: {WAIT} runs pitcrew/wait:dev tcp://127.0.0.1:8080 in the pod \
-         (read-only root, uid 65532); its log follows"
-    ));
-    let status = Command::new("docker")
-        .args([
-            "run",
-            "--name",
-            WAIT,
-            "--network",
-            &pod_net,
-            "--read-only",
-            "pitcrew/wait:dev",
-            "tcp://127.0.0.1:8080",
-            "--timeout",
-            "1m",
-        ])
-        .status()
-        .map_err(|err| format!("cannot run docker: {err}"))?;
-    check()?;
-    let code = status.code().unwrap_or(-1);
-    println!("\n{WAIT} exited with code {code}");
-    if code != 0 {
+    println!(
+        "  the first run installs podman, compiles the tools (about 6 minutes on 2 cores) and builds \
+         PostgreSQL and nginx images from Debian's packages (debootstrap, about 3 minutes); later runs \
+         take seconds"
+    );
+    util::ensure_packages(
+        &[
+            "podman",
+            "catatonit",
+            "netavark",
+            "aardvark-dns",
+            "debootstrap",
+            "busybox-static",
+            "ca-certificates",
+            "musl-tools",
+        ],
+        true,
+    )?;
+    let started = Instant::now();
+    let log =
+        File::create(&log_path).map_err(|err| format!("cannot create {}: {err}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|err| format!("{}: {err}", log_path.display()))?;
+    let status =
+        Command::new(std::env::current_exe().map_err(|err| format!("cannot find xtask itself: {err}"))?)
+            .args(["images", "--pods"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .status()
+            .map_err(|err| format!("cannot run the image build: {err}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
         return Err(format!(
-            "the init container failed (exit {code}); Kubernetes would not start the app. \
-             The dependency's log:\n{}",
-            logs(DB)
+            "building the images failed; the end of {}:\n{}",
+            log_path.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
+    }
+    println!("  done in {:.0}s", started.elapsed().as_secs_f64());
+    check()?;
+
+    let podman = Podman::setup()?;
+    podman.ensure_network(NETWORK)?;
+    let postgres = Manifest::load("dependencies/postgres.yaml");
+    let webapp = Manifest::load("production-deployment/deployment.yaml");
+    for manifest in [&postgres, &webapp] {
+        podman.remove_configmap_volumes(manifest);
+    }
+    let secrets = postgres.secrets();
+    for (name, data) in &secrets {
+        podman.create_secret(name, data)?;
+    }
+    // The podman-ready YAML is kept, so the printed commands can be run after the demo.
+    let kept = util::target_dir().join("demo");
+    std::fs::create_dir_all(&kept).map_err(|err| format!("cannot create {}: {err}", kept.display()))?;
+    let webapp_yaml = webapp.for_podman("webapp", "webapp", &secrets);
+    let postgres_yaml = postgres.for_podman("postgres", "postgres", &secrets);
+    let webapp_file: PathBuf = kept.join("webapp.podman.yaml");
+    let postgres_file: PathBuf = kept.join("postgres.podman.yaml");
+    for (file, yaml) in [(&webapp_file, &webapp_yaml), (&postgres_file, &postgres_yaml)] {
+        std::fs::write(file, yaml).map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+    }
+
+    say(
+        "1. the webapp pod (examples/production-deployment/deployment.yaml) starts; its database does not exist yet",
+    );
+    println!(
+        "  init containers, in order: wait-for-db (pitcrew/wait), run-migrations (pitcrew/migrate), config-generator (pitcrew/render)"
+    );
+    println!("  then together: webapp (nginx, the app) and log-forwarder (pitcrew/tail)");
+    let app = podman.play(&webapp_yaml, NETWORK, "webapp")?;
+    let containers = [
+        "wait-for-db",
+        "run-migrations",
+        "config-generator",
+        "webapp",
+        "log-forwarder",
+    ];
+    let mut follower = LogFollower {
+        printed: BTreeMap::new(),
+    };
+    let late = Instant::now();
+    while late.elapsed() < DATABASE_LATE_BY {
+        check()?;
+        app.play_result()?;
+        follower.print_new(&app, &containers);
+        std::thread::sleep(Duration::from_millis(250));
     }
 
     say(&format!(
-        "4. wait exited 0, so the app starts: {APP} connects to the dependency"
+        "2. PostgreSQL comes up, {}s late (examples/dependencies/postgres.yaml)",
+        DATABASE_LATE_BY.as_secs()
     ));
-    util::run(Command::new("docker").args([
-        "run",
-        "--name",
-        APP,
-        "--network",
-        &pod_net,
-        "--read-only",
-        "pitcrew/busybox:dev",
-        "sh",
-        "-c",
-        "echo 'app: starting'; echo \"app: the db says: $(nc 127.0.0.1 8080 </dev/null)\"",
-    ]))?;
-    check()?;
+    let database = podman.play(&postgres_yaml, NETWORK, "postgres")?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !(running(&app, "webapp") && running(&app, "log-forwarder")) {
+        check()?;
+        if let Err(err) = app.play_result() {
+            return Err(format!("{err}\n{}", app.describe()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the app did not start within 3 minutes:\n{}",
+                app.describe()
+            ));
+        }
+        follower.print_new(&app, &containers);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    follower.print_new(&app, &containers);
 
-    say(&format!("the dependency's log ({DB})"));
-    print!("{}", logs(DB));
+    say("3. the app runs: three requests to it, and the log sidecar prints them");
+    for path in ["/", "/orders?page=1", "/health"] {
+        let answer = app.http_get("webapp", 8080, path)?;
+        let status = answer.lines().next().unwrap_or_default();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+        println!("  GET {path:<16} {status}  {body}");
+    }
+    let shown = Instant::now();
+    while shown.elapsed() < Duration::from_secs(10) && !app.logs("log-forwarder").contains("/health") {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    follower.print_new(&app, &containers);
+
+    say("4. what happened, by the clocks");
+    let ready = database.logged_at("postgres", "database system is ready to accept connections");
+    let wait = app.state("wait-for-db");
+    let started_app = app.state("webapp").and_then(|state| state.started_at);
+    if let (Some(ready), Some(wait), Some(started_app)) = (ready, wait, started_app) {
+        let millis = |later: std::time::SystemTime| {
+            later.duration_since(ready).map_or_else(
+                |err| -(err.duration().as_secs_f64() * 1e3),
+                |d| d.as_secs_f64() * 1e3,
+            )
+        };
+        if let Some(finished) = wait.finished_at {
+            println!(
+                "  pitcrew/wait saw PostgreSQL ready {:.0} ms after it said so",
+                millis(finished)
+            );
+        }
+        println!(
+            "  the app started {:.0} ms after PostgreSQL was ready (migrations and config in between)",
+            millis(started_app)
+        );
+    }
+    let migrated = database
+        .psql(
+            "postgres",
+            "webapp",
+            "webapp",
+            "SELECT version, dirty FROM schema_migrations",
+        )
+        .unwrap_or_default();
+    println!("  schema_migrations: version|dirty = {migrated}");
+    let files = app
+        .exec("webapp", &["ls", "-l", "/etc/nginx/conf.d"])
+        .unwrap_or_default();
+    println!("  rendered into the shared emptyDir (/etc/nginx/conf.d in the app):");
+    for line in files.lines().skip(1) {
+        println!("    {line}");
+    }
+
+    say("5. look around yourself (before the demo cleans up, or after: play the kept YAML again)");
+    let env = podman.env_line();
+    println!("  {env} \\\n    podman pod ps");
+    println!("  {env} \\\n    podman logs webapp-wait-for-db");
+    println!("  {env} \\\n    podman logs -f webapp-log-forwarder");
+    println!(
+        "  {env} \\\n    podman kube play --network {NETWORK} {}   # and {} after it",
+        webapp_file.display(),
+        postgres_file.display()
+    );
+    println!(
+        "  In a cluster: kubectl apply -f examples/dependencies/postgres.yaml -f examples/production-deployment/"
+    );
+
+    say("6. kubectl delete: podman kube down sends SIGTERM; the sidecar prints what it has and exits 0");
+    let took = app.down()?;
+    println!(
+        "  the webapp pod stopped in {:.1}s; log-forwarder exited with {}",
+        took.as_secs_f64(),
+        app.state("log-forwarder")
+            .map_or_else(|| "?".into(), |state| state.exit_code.to_string())
+    );
+    drop(database);
+    drop(app);
+    let _ = podman.output(&["network", "rm", "-f", NETWORK]);
     say(
-        "done: the app never saw a refused connection. In a pod spec this is one init container: \
-         image: pitcrew/wait, args: [\"tcp://db:8080\"]",
+        "done: pods and network removed. The manifests are in examples/; the README says how each scenario is tested.",
     );
     Ok(())
-}
-
-fn logs(container: &str) -> String {
-    Command::new("docker")
-        .args(["logs", container])
-        .output()
-        .map_or_else(
-            |err| format!("(cannot read the logs: {err})\n"),
-            |output| {
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            },
-        )
 }

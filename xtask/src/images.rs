@@ -231,3 +231,25 @@ pub fn image_size(image: &str) -> Result<u64> {
     size.parse()
         .map_err(|err| format!("docker reported size {size:?} for {image}: {err}"))
 }
+
+/// Makes the images the example pods need in podman's store (see
+/// `pitcrew_testkit::podman`): the pitcrew images just built, tagged with the workspace
+/// version the manifests use, and the peer images (PostgreSQL, MariaDB, nginx) from Debian,
+/// built once and then only when their recipe changes.
+pub fn prepare_pod_images() -> Result<pitcrew_testkit::podman::Podman> {
+    let podman = pitcrew_testkit::podman::Podman::setup()?;
+    let tools = tools()?;
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
+    podman.load_pitcrew_images(&names, env!("CARGO_PKG_VERSION"))?;
+    println!(
+        "loaded into podman ({}): {}",
+        pitcrew_testkit::podman::STATE_DIR,
+        names
+            .iter()
+            .map(|name| format!("pitcrew/{name}:{}", env!("CARGO_PKG_VERSION")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    podman.build_peer_images(&mut std::io::stdout())?;
+    Ok(podman)
+}

@@ -26,7 +26,13 @@ struct Cli {
 enum Task {
     /// Build the static musl binaries and the FROM-scratch images (pitcrew/<tool>:dev,
     /// pitcrew/busybox:dev) and print their sizes.
-    Images,
+    Images {
+        /// Also make the images the example pods need in podman's store: the pitcrew images
+        /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx) from
+        /// Debian (debootstrap, about three minutes the first time).
+        #[arg(long)]
+        pods: bool,
+    },
     /// The one test command: install what is missing, fmt, clippy, unit and integration
     /// tests, images, and the end-to-end image tests. CI runs exactly this.
     Test,
@@ -86,7 +92,13 @@ enum BenchTarget {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Images => images::build_all().map(drop),
+        Task::Images { pods } => images::build_all().and_then(|_| {
+            if pods {
+                images::prepare_pod_images().map(drop)
+            } else {
+                Ok(())
+            }
+        }),
         Task::Test => test::run(),
         Task::Demo => demo::run(),
         Task::Bench {

@@ -35,6 +35,14 @@ const PACKAGES: &[&str] = &[
     // benchmark's anchor (busybox-static above is the other).
     "rsyslog",
     "coreutils",
+    // The example pods run for real with `podman kube play` (netavark and aardvark-dns give
+    // pods on one network each other's names; catatonit is the pause image's init), and
+    // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx).
+    "podman",
+    "catatonit",
+    "netavark",
+    "aardvark-dns",
+    "debootstrap",
 ];
 
 struct Steps {
@@ -85,7 +93,7 @@ pub fn run() -> Result {
     );
 
     steps.step(
-        "install what is missing (musl target, rustfmt, clippy, Debian peers, S3 peers)",
+        "install what is missing (musl target, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
         || {
             util::ensure_musl_target()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
@@ -100,6 +108,8 @@ pub fn run() -> Result {
             );
             pitcrew_testkit::moto::ensure_moto()?;
             pitcrew_testkit::moto::ensure_s3s_fs()?;
+            // Kubernetes' schemas, offline, for the examples' schema test.
+            pitcrew_testkit::examples::ensure_validator()?;
             Ok("ok")
         },
     )?;
@@ -141,6 +151,10 @@ pub fn run() -> Result {
 
     if util::docker_works() {
         steps.step("build images", || images::build_all().map(|_| "ok"))?;
+        steps.step(
+            "pod images for podman: the pitcrew images, and the peers from Debian (built once)",
+            || images::prepare_pod_images().map(|_| "ok"),
+        )?;
         steps.step("end-to-end image tests (tests/)", || {
             util::run(
                 cargo()
