@@ -169,15 +169,32 @@ fn log_sidecar_scenario(file: &str, pod_name: &str) {
         let log = pod.logs("log-sidecar");
         (1..=5).all(|n| log.contains(&format!("GET /hello-{n} HTTP/1.0")))
     });
-    let took = pod.down().expect("podman kube down");
-    let sidecar = pod.state("log-sidecar");
-    eprintln!("kube down took {took:?}");
-    // The grace period is 10 s (podman's default, as a pod's terminationGracePeriodSeconds is
-    // 30 s): a sidecar that ignored SIGTERM would be killed (137) after it.
-    assert!(took < Duration::from_secs(10), "kube down took {took:?}");
-    if let Some(state) = sidecar {
-        assert_eq!(state.exit_code, 0, "the sidecar did not exit cleanly on SIGTERM");
+    drains_within_the_grace_period(&pod, &["log-sidecar"]);
+}
+
+/// Stops the pod as `podman kube down` does before it removes it (SIGTERM, then SIGKILL after
+/// the 10 s grace period; a pod's terminationGracePeriodSeconds is 30 s by default) and checks
+/// that it took less than the grace period and that each of `sidecars` exited 0 by itself (a
+/// sidecar that ignored SIGTERM would be killed: 137); then kube down removes it.
+fn drains_within_the_grace_period(pod: &Pod, sidecars: &[&str]) {
+    let took = pod.stop().expect("podman pod stop");
+    eprintln!("{}: stopped in {took:?}", pod.name());
+    assert!(
+        took < Duration::from_secs(10),
+        "{}: stopping took {took:?}",
+        pod.name()
+    );
+    for sidecar in sidecars {
+        let state = pod.state(sidecar).expect("the stopped container is kept");
+        assert_eq!(
+            (state.status.as_str(), state.exit_code),
+            ("exited", 0),
+            "{} did not exit cleanly on SIGTERM:\n{}",
+            pod.container(sidecar),
+            pod.logs(sidecar)
+        );
     }
+    pod.down().expect("podman kube down");
 }
 
 fn http_get_quietly(pod: &Pod) -> bool {
@@ -325,9 +342,7 @@ fn production_deployment_migrates_once_renders_config_and_ships_logs() {
 
     // kubectl delete: the sidecar drains within the grace period.
     for pod in [&first, &second] {
-        let took = pod.down().expect("kube down");
-        eprintln!("{}: kube down took {took:?}", pod.name());
-        assert!(took < Duration::from_secs(10), "kube down took {took:?}");
+        drains_within_the_grace_period(pod, &["log-forwarder"]);
     }
 }
 
@@ -394,6 +409,5 @@ fn shared_volume_consumer_reads_every_record_once_through_rotation() {
     let records: Vec<&str> = log.lines().filter(|line| line.starts_with("record ")).collect();
     let expected: Vec<String> = (1..=200).map(|n| format!("record {n} of 200")).collect();
     assert_eq!(records, expected, "every record once, in order:\n{log}");
-    let took = pod.down().expect("kube down");
-    assert!(took < Duration::from_secs(10), "kube down took {took:?}");
+    drains_within_the_grace_period(&pod, &["consumer"]);
 }

@@ -9,7 +9,7 @@
 //! the app waited past the moment PostgreSQL was ready, and commands to look further; then it
 //! cleans up. The image builds' output goes to a log file, named at the start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -29,9 +29,10 @@ fn say(text: &str) {
     println!("\n\u{2500}\u{2500} {text}");
 }
 
-/// Prints the lines of each container's log not printed yet, prefixed with its name.
+/// Prints the lines of each container's log not printed yet, prefixed with its name. (podman
+/// gives stdout and stderr apart, so lines are remembered, not counted.)
 struct LogFollower {
-    printed: BTreeMap<String, usize>,
+    printed: BTreeMap<String, HashSet<String>>,
 }
 
 impl LogFollower {
@@ -41,11 +42,12 @@ impl LogFollower {
             if log.starts_with("Error:") || log.contains("no such container") {
                 continue;
             }
-            let seen = self.printed.entry(pod.container(container)).or_insert(0);
-            for line in log.lines().skip(*seen) {
-                println!("  {:<28} {}", pod.container(container), short(line));
+            let seen = self.printed.entry(pod.container(container)).or_default();
+            for line in log.lines() {
+                if seen.insert(line.to_owned()) {
+                    println!("  {:<28} {}", pod.container(container), short(line));
+                }
             }
-            *seen = log.lines().count();
         }
     }
 }
@@ -261,7 +263,7 @@ pub fn run() -> Result {
     println!("  {env} \\\n    podman logs webapp-wait-for-db");
     println!("  {env} \\\n    podman logs -f webapp-log-forwarder");
     println!(
-        "  {env} \\\n    podman kube play --network {NETWORK} {}   # and {} after it",
+        "  # again, after the demo:\n  {env} \\\n    sh -c 'podman network create {NETWORK}; podman kube play --network {NETWORK} {} & sleep 5; podman kube play --network {NETWORK} {}; wait'",
         webapp_file.display(),
         postgres_file.display()
     );
@@ -270,13 +272,15 @@ pub fn run() -> Result {
     );
 
     say("6. kubectl delete: podman kube down sends SIGTERM; the sidecar prints what it has and exits 0");
-    let took = app.down()?;
+    let took = app.stop()?;
+    follower.print_new(&app, &containers);
     println!(
-        "  the webapp pod stopped in {:.1}s; log-forwarder exited with {}",
+        "  the webapp pod stopped in {:.1}s (the grace period is 10 s); log-forwarder exited with {}",
         took.as_secs_f64(),
         app.state("log-forwarder")
             .map_or_else(|| "?".into(), |state| state.exit_code.to_string())
     );
+    app.down()?;
     drop(database);
     drop(app);
     let _ = podman.output(&["network", "rm", "-f", NETWORK]);

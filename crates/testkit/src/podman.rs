@@ -886,6 +886,19 @@ impl Pod {
         Ok(start.elapsed())
     }
 
+    /// Stops the pod as `podman kube down` does before removing it (and a kubelet on
+    /// deletion): SIGTERM (each image's stop signal) to every container, SIGKILL after the
+    /// grace period (10 s). The containers stay, so their exit codes can be read. Returns how
+    /// long it took.
+    ///
+    /// # Errors
+    /// When podman fails.
+    pub fn stop(&self) -> Result<Duration> {
+        let start = Instant::now();
+        self.podman.output(&["pod", "stop", &self.name])?;
+        Ok(start.elapsed())
+    }
+
     /// Stops and starts the pod, as a kubelet restarts one: the init containers run again
     /// (their type is `always`, see [`Manifest::for_podman`]) on the same emptyDirs.
     ///
