@@ -16,8 +16,13 @@ use pitcrew_testkit::moto::MotoPeer;
 use pitcrew_testkit::nginx::NginxPeer;
 use support::{BIN, sha256};
 
-/// What the example's `DATA_SOURCE_URL` names; the test serves it from nginx instead.
-const DATA_LAKE: &str = "https://data-lake.company.com/raw-data";
+/// What the examples' `DATA_SOURCE_URL` names (a cluster-external data lake, or the
+/// `data-lake` pod of examples/dependencies); the test serves it from nginx instead, so no
+/// name is ever looked up.
+const DATA_LAKES: &[&str] = &[
+    "https://data-lake.company.com/raw-data",
+    "http://data-lake/raw-data",
+];
 
 /// A config.json that the example's schema accepts.
 const CONFIG_JSON: &str = r#"{"listen": ":8080", "database": {"host": "db", "pool": 5}}"#;
@@ -51,6 +56,10 @@ fn every_fetch_container_in_the_examples_downloads_and_reruns_as_a_pod_would() {
     for (name, body) in [
         ("customers.csv", "id,name,email\n1,Ada,ada@example.com\n"),
         ("orders.csv", "id,customer_id,amount\n7,1,19.99\n"),
+        (
+            "batch.json",
+            r#"{"batch": "2026-02-03", "files": ["orders.csv"], "record_counts": {"orders": 1}}"#,
+        ),
     ] {
         std::fs::write(files.join(name), body).unwrap();
         let _ = writeln!(sums, "{}  {name}", sha256(body.as_bytes()));
@@ -69,8 +78,16 @@ fn every_fetch_container_in_the_examples_downloads_and_reruns_as_a_pod_would() {
         let args: Vec<String> = container
             .redirected_args(volumes.path())
             .into_iter()
-            .map(|arg| arg.replace(DATA_LAKE, &local_lake))
+            .map(|arg| {
+                DATA_LAKES
+                    .iter()
+                    .fold(arg, |arg, lake| arg.replace(lake, &local_lake))
+            })
             .collect();
+        assert!(
+            !args.iter().any(|arg| arg.contains("://data-lake")),
+            "{context}: a data lake URL the test does not know: {args:?}"
+        );
         let mut env = container.redirected_env(volumes.path());
         for var in env.keys().filter(|var| var.starts_with("PITCREW_")) {
             assert!(
