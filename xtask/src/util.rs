@@ -4,7 +4,6 @@
 //! Every task installs what it needs itself because CI and new machines start without
 //! anything installed by hand; checks come first so a second run installs nothing.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -28,13 +27,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// How a command looks in logs and error messages.
-pub fn show(command: &Command) -> String {
-    let mut text = command.get_program().to_string_lossy().into_owned();
-    for arg in command.get_args() {
-        let _ = write!(text, " {}", arg.to_string_lossy());
-    }
-    text
-}
+pub use pitcrew_testkit::process::describe as show;
 
 /// Runs `command` with inherited output; fails naming the command and its exit status.
 pub fn run(command: &mut Command) -> Result {

@@ -14,7 +14,8 @@ use pitcrew_tail::record::Record;
 use pitcrew_tail::sink::http::HttpSink;
 use pitcrew_tail::sink::{BufferConfig, DeliveryConfig, SinkSpec};
 use pitcrew_testkit::http_receiver::HttpReceiver;
-use sink_support::{Logs, Running, acked, fast_delivery, file, json_lines, lines, options, run, wait_for};
+use pitcrew_testkit::logs::Logs;
+use sink_support::{Running, acked, fast_delivery, file, json_lines, lines, options, run, wait_for};
 
 fn sink(receiver: &HttpReceiver) -> HttpSink {
     let Ok(SinkSpec::Http(spec)) = SinkSpec::parse(&receiver.url("/in")) else {

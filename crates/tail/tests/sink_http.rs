@@ -11,7 +11,8 @@ use pitcrew_tail::record::Record;
 use pitcrew_tail::sink::http::HttpSink;
 use pitcrew_tail::sink::{DeliveryConfig, SinkSpec};
 use pitcrew_testkit::http_receiver::{Action, HttpReceiver};
-use sink_support::{Logs, acked, fast_delivery, file, json_lines, lines, options, run, wait_for};
+use pitcrew_testkit::logs::Logs;
+use sink_support::{acked, fast_delivery, file, json_lines, lines, options, run, wait_for};
 
 fn http_sink(url: &str, options: &pitcrew_tail::sink::SinkOptions) -> HttpSink {
     let Ok(SinkSpec::Http(spec)) = SinkSpec::parse(url) else {

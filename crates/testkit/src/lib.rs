@@ -75,6 +75,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 pub mod certs;
 pub mod examples;
 pub mod http_receiver;
+pub mod logs;
 pub mod mariadb;
 pub mod moto;
 pub mod nginx;

@@ -31,6 +31,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+
+use crate::process::describe;
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
@@ -49,14 +51,6 @@ pub struct Podman {
 
 /// A failure: one message saying what failed, with the command's output.
 pub type Result<T = ()> = std::result::Result<T, String>;
-
-fn describe(command: &Command) -> String {
-    let mut text = command.get_program().to_string_lossy().into_owned();
-    for arg in command.get_args() {
-        let _ = write!(text, " {}", arg.to_string_lossy());
-    }
-    text
-}
 
 /// podman prints a warning about the CNI config that Debian's package installs, on every
 /// command, although netavark is in use; it would bury the real message.
@@ -503,25 +497,26 @@ fn peers_dir() -> PathBuf {
 
 /// The Debian mirror this machine's apt uses (debootstrap must reach the same one).
 fn debian_mirror() -> String {
-    let sources = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"];
-    for file in sources {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().map(str::trim) {
-            let uri = line
-                .strip_prefix("URIs:")
-                .map(|uris| uris.split_whitespace().next().unwrap_or(""))
-                .or_else(|| {
-                    line.strip_prefix("deb ")
-                        .and_then(|rest| rest.split_whitespace().find(|word| word.contains("://")))
-                });
-            if let Some(uri) = uri.filter(|uri| uri.contains("/debian") && !uri.contains("security")) {
-                return uri.to_owned();
-            }
-        }
-    }
-    "http://deb.debian.org/debian".into()
+    ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .find_map(|text| mirror_in(&text))
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+/// The first Debian archive (not the security one) in apt sources, deb822 (`URIs:`) or
+/// one-line (`deb URI SUITE …`) form.
+fn mirror_in(sources: &str) -> Option<String> {
+    sources.lines().map(str::trim).find_map(|line| {
+        let uri = line
+            .strip_prefix("URIs:")
+            .and_then(|uris| uris.split_whitespace().next())
+            .or_else(|| {
+                line.strip_prefix("deb ")
+                    .and_then(|rest| rest.split_whitespace().find(|word| word.contains("://")))
+            })?;
+        (uri.contains("/debian") && !uri.contains("security")).then(|| uri.to_owned())
+    })
 }
 
 /// FNV-1a: a stable fingerprint of a recipe (not a security hash).
@@ -1245,7 +1240,12 @@ mod tests {
     }
 
     #[test]
-    fn the_mirror_comes_from_apt_sources() {
-        assert!(debian_mirror().contains("://"));
+    fn the_mirror_is_read_from_both_apt_source_forms_skipping_security() {
+        let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n";
+        assert_eq!(mirror_in(deb822).as_deref(), Some("http://mirror.example/debian"));
+        let one_line = "# comment\ndeb [arch=amd64] http://ftp.example/debian bookworm main\n";
+        assert_eq!(mirror_in(one_line).as_deref(), Some("http://ftp.example/debian"));
+        assert_eq!(mirror_in("deb http://ppa.example/ubuntu jammy main\n"), None);
     }
 }

@@ -17,6 +17,16 @@ pub const START_DEADLINE: Duration = Duration::from_secs(90);
 /// How long a server gets to stop after a polite signal before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How a command looks in logs and error messages: the program and its arguments.
+pub fn describe(command: &Command) -> String {
+    use std::fmt::Write as _;
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        let _ = write!(text, " {}", arg.to_string_lossy());
+    }
+    text
+}
+
 /// Runs `command` to completion; panics with its output when it fails.
 pub fn run(command: &mut Command, what: &str) -> Output {
     let output = command

@@ -3,7 +3,6 @@
 //! generous deadlines, or tokio's paused clock where the schedule itself is tested.
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pitcrew_core::shutdown::Shutdown;
@@ -172,59 +171,9 @@ async fn an_attempt_that_hangs_is_cut_by_the_attempt_timeout() {
 }
 
 /// Every log line emitted on this thread while the guard lives, as `LEVEL message field=…`.
-/// The runner logs from the task that calls `run`, so a current-thread runtime sees them all.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<String>>>);
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let guard = tracing::subscriber::set_default(Capture(logs.clone()));
-        (logs, guard)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-}
-
-struct Capture(Logs);
-
-struct Message(String);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write as _;
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        let line = format!("{} {}", event.metadata().level(), message.0);
-        (self.0)
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
+// The runner logs from the task that calls `run`, so a current-thread runtime sees them all
+// in `Logs::capture()`.
+use pitcrew_testkit::logs::Logs;
 
 /// What the log holds after a file target failed for 25 s of tokio's paused clock: "does not
 /// exist" for the first second, then "exists but is empty" (`--file-non-empty`) until the
