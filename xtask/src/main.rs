@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod images;
+mod platform;
 mod test;
 mod util;
 
