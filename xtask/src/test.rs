@@ -43,7 +43,14 @@ const PACKAGES: &[&str] = &[
     "netavark",
     "aardvark-dns",
     "debootstrap",
+    // A real registry on loopback (the CNCF distribution registry): `cargo xtask push` is
+    // tested against it, manifest lists included.
+    "docker-registry",
 ];
+
+/// The tools whose arm64 images `cargo xtask test` builds and tests (an init tool and a
+/// sidecar).
+const SMOKE_IMAGES: [&str; 2] = ["wait", "tail"];
 
 struct Steps {
     done: Vec<(String, Duration, &'static str)>,
@@ -95,7 +102,7 @@ pub fn run() -> Result {
     steps.step(
         "install what is missing (musl target, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
         || {
-            util::ensure_musl_target()?;
+            crate::platform::AMD64.ensure_toolchain()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
             util::ensure_packages(PACKAGES, ci)?;
             // S3 peers for pitcrew-fetch: moto (S3 and STS behaviour) from PyPI, and s3s-fs
@@ -150,7 +157,20 @@ pub fn run() -> Result {
     )?;
 
     if util::docker_works() {
-        steps.step("build images", || images::build_all().map(|_| "ok"))?;
+        steps.step(
+            "build images (amd64: every tool and the all-in-one; arm64: wait and tail)",
+            || {
+                images::build_all()?;
+                // arm64 for the smoke set only: building every tool for arm64 too would add
+                // several minutes of fat-LTO links; the arm64 image tests use these two.
+                images::build(&images::Request {
+                    platforms: vec![crate::platform::ARM64],
+                    only: Some(SMOKE_IMAGES.iter().map(|name| (*name).to_owned()).collect()),
+                    ..images::Request::dev()
+                })?;
+                Ok("ok")
+            },
+        )?;
         steps.step(
             "pod images for podman: the pitcrew images, and the peers from Debian (built once)",
             || images::prepare_pod_images().map(|_| "ok"),
