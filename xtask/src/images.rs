@@ -57,7 +57,8 @@ impl Tool {
 /// What was built, for the size report.
 #[derive(Debug)]
 pub struct Built {
-    /// Image tag.
+    /// Image name: the plain tag for amd64 (`pitcrew/wait:dev`), else the per-platform one
+    /// (`pitcrew/wait:dev-arm64`).
     pub image: String,
     /// The platform's architecture (`amd64`, `arm64`).
     pub arch: &'static str,
@@ -410,9 +411,7 @@ impl Labels {
         if revision.is_some() && git(&["status", "--porcelain", "--untracked-files=no"]).is_some() {
             println!("note: the work tree has uncommitted changes; the revision label names the last commit");
         }
-        // The commit's time, not the build's: the same commit then builds the same image
-        // config, so a rebuild does not change the digest people pinned.
-        let created = git(&["log", "-1", "--format=%cI"]).map(|time| to_utc(&time));
+        let created = util::stdout_of(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])).ok();
         let source = git(&["remote", "get-url", "origin"]).and_then(|url| source_url(&url));
         if source.is_none() {
             println!(
@@ -427,13 +426,6 @@ impl Labels {
             source,
         }
     }
-}
-
-/// git's ISO 8601 commit time (`2026-12-04T15:32:03+01:00`) as UTC with a `Z`, the form the
-/// OCI annotation spec asks for; unchanged when it is not in that form.
-fn to_utc(time: &str) -> String {
-    time.strip_suffix("+00:00")
-        .map_or_else(|| time.to_owned(), |utc| format!("{utc}Z"))
 }
 
 /// The source label's value: a remote URL without credentials, `.git` dropped; `None` for a
@@ -511,10 +503,15 @@ fn build_tool_image(
         symlink(&tool.binary(), &entry.join("pitcrew"))?;
     }
     let image = request.local_image(tool, platform);
+    // The plain tag is the host's image, what `docker run pitcrew/wait:dev` picks.
+    let plain = format!("pitcrew/{}:{}", tool.name, request.tag);
     let mut build = Command::new("docker");
     build
         .arg("build")
         .args(["--platform", &platform.os_arch()])
+        // The legacy builder (no buildx here) would reuse the other platform's cached steps;
+        // the steps are only copies, so nothing is lost by not caching.
+        .arg("--no-cache")
         .arg("-f")
         .arg(util::root().join("images").join("Dockerfile"))
         .args(["--build-arg", &format!("BIN={}", tool.binary())]);
@@ -535,9 +532,8 @@ fn build_tool_image(
         }
     }
     build.args(["-t", &image]);
-    // The plain tag is the host's image, what `docker run pitcrew/wait:dev` picks.
     if platform == platform::AMD64 {
-        build.args(["-t", &format!("pitcrew/{}:{}", tool.name, request.tag)]);
+        build.args(["-t", &plain]);
     }
     // Named for the registry too, ready for `docker push` or `cargo xtask push`.
     if request.registry.is_some() {
@@ -547,7 +543,7 @@ fn build_tool_image(
     let bytes = fs::metadata(&binary).map_or(0, |meta| meta.len());
     Ok(Built {
         image_bytes: image_size(&image)?,
-        image,
+        image: if platform == platform::AMD64 { plain } else { image },
         arch: platform.arch,
         binary: Some((binary, bytes)),
     })

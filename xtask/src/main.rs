@@ -124,6 +124,9 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         runs: u32,
     },
+    /// Every image's size per platform (uncompressed and gzipped) beside Debian's
+    /// busybox-static, the all-in-one against its goal, and each binary's largest crates.
+    Images,
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -202,6 +205,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Render { runs },
         } => bench::render(runs),
+        Task::Bench {
+            which: BenchTarget::Images,
+        } => bench::images(),
         Task::Bench {
             which: BenchTarget::Fetch { size_mib, runs },
         } => bench::fetch(size_mib, runs),

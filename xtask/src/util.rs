@@ -132,8 +132,17 @@ pub fn ensure_packages(packages: &[&str], required: bool) -> Result {
     run(Command::new("apt-get")
         .args(["update", "-q"])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // Waits for the dpkg lock rather than failing when another apt-get (unattended upgrades,
+    // a second task) holds it.
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+        ])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }

@@ -4,6 +4,7 @@
 //! they were.
 
 mod fetch;
+mod images;
 mod migrate;
 mod render;
 mod tail;
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 use crate::util::{self, Result};
 
 pub use fetch::fetch;
+pub use images::images;
 pub use migrate::migrate;
 pub use render::render;
 pub use tail::tail;
