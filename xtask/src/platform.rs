@@ -25,6 +25,9 @@ pub struct Platform {
     cc_variable: &'static str,
     /// The C compiler, and the Debian package that has it.
     cc: (&'static str, &'static str),
+    /// binutils' objcopy for this architecture (Debian's binutils, and the cross binutils that
+    /// come with the cross gcc), which drops the unwind tables from the shipped binary.
+    pub objcopy: &'static str,
 }
 
 /// linux/amd64 (x86-64): the build machine's own platform.
@@ -33,6 +36,7 @@ pub const AMD64: Platform = Platform {
     rust_target: "x86_64-unknown-linux-musl",
     cc_variable: "CC_x86_64_unknown_linux_musl",
     cc: ("musl-gcc", "musl-tools"),
+    objcopy: "objcopy",
 };
 
 /// linux/arm64 (aarch64): Graviton, Ampere, Apple-silicon kind clusters.
@@ -41,6 +45,7 @@ pub const ARM64: Platform = Platform {
     rust_target: "aarch64-unknown-linux-musl",
     cc_variable: "CC_aarch64_unknown_linux_musl",
     cc: ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    objcopy: "aarch64-linux-gnu-objcopy",
 };
 
 /// Every platform, the host's first.
