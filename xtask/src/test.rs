@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::images;
 use crate::util::{self, Result};
+use crate::{images, platform, smoke};
 
 /// Debian packages the tests use as real peers, plus what builds and benchmarks the images.
 const PACKAGES: &[&str] = &[
@@ -43,6 +43,10 @@ const PACKAGES: &[&str] = &[
     "netavark",
     "aardvark-dns",
     "debootstrap",
+    // arm64: the cross C compiler for ring (the aarch64 musl builds), and qemu-user to run the
+    // arm64 smoke tests and the binaries from the arm64 images on this amd64 machine.
+    "gcc-aarch64-linux-gnu",
+    "qemu-user-static",
 ];
 
 struct Steps {
@@ -93,11 +97,12 @@ pub fn run() -> Result {
     );
 
     steps.step(
-        "install what is missing (musl target, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
+        "install what is missing (musl targets, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
         || {
             util::ensure_musl_target()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
             util::ensure_packages(PACKAGES, ci)?;
+            platform::ARM64.ensure_toolchain()?;
             // S3 peers for pitcrew-fetch: moto (S3 and STS behaviour) from PyPI, and s3s-fs
             // (checks SigV4 signatures, which moto cannot for presigned URLs) from crates.io,
             // each installed once under ~/.cache/pitcrew. The first run compiles s3s-fs
@@ -143,6 +148,11 @@ pub fn run() -> Result {
         ]))?;
         Ok("ok")
     })?;
+
+    steps.step(
+        "arm64 smoke: real-peer tests of wait, tail and its follower under qemu-aarch64-static",
+        || smoke::run(ci),
+    )?;
 
     steps.step(
         "fuzz smoke: pitcrew-template, 20 s of cargo fuzz (nightly, libFuzzer)",
