@@ -26,14 +26,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build the static musl binaries and the FROM-scratch images (pitcrew/<tool>:dev,
-    /// pitcrew/busybox:dev) and print their sizes.
+    /// Build the static musl binaries and the FROM-scratch images of every tool and the
+    /// all-in-one `pitcrew/pitcrew`, per platform (`pitcrew/<tool>:<TAG>-<arch>`, and
+    /// `pitcrew/<tool>:<TAG>` for amd64, the host's; with --registry also named
+    /// REGISTRY/pitcrew/<tool>:<TAG>-<arch>), plus pitcrew/busybox:dev, and print their sizes.
+    ///
+    /// A release mirrored into your registry:
+    ///   cargo xtask images --tag 0.1.0 --registry registry.example.com/platform --push
+    #[command(verbatim_doc_comment)]
     Images {
+        /// The image tag: `dev` for local builds; a version must be the workspace's
+        /// (Cargo.toml), which the binaries print.
+        #[arg(long, default_value = images::DEV_TAG)]
+        tag: String,
+        /// Registry and path the image names start with, e.g. registry.example.com/platform
+        /// (images are then REGISTRY/pitcrew/<tool>:<TAG>-<arch>).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Push the per-platform images to --registry and assemble there the multi-platform
+        /// manifest list REGISTRY/pitcrew/<tool>:<TAG> (docker manifest); prints the digests.
+        #[arg(long, requires = "registry")]
+        push: bool,
+        /// Platforms, comma-separated: linux/amd64, linux/arm64. Default: linux/amd64 for
+        /// local `dev` builds, both with --push.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Only these images, comma-separated tool names (`wait,tail`; `pitcrew` for the
+        /// all-in-one).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
         /// Also make the images the example pods need in podman's store: the pitcrew images
         /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx) from
         /// Debian (debootstrap, about three minutes the first time).
         #[arg(long)]
         pods: bool,
+    },
+    /// Push images that `cargo xtask images --tag TAG` built, without building again, and
+    /// assemble the multi-platform manifest lists in the registry; prints the digests.
+    Push {
+        /// The tag the images were built with.
+        #[arg(long, default_value = images::DEV_TAG)]
+        tag: String,
+        /// Registry and path to push to, e.g. registry.example.com/platform.
+        #[arg(long)]
+        registry: String,
+        /// Platforms, comma-separated (default: linux/amd64,linux/arm64).
+        #[arg(long, default_value = "linux/amd64,linux/arm64")]
+        platform: String,
+        /// Only these images, comma-separated tool names (`pitcrew` for the all-in-one).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// The one test command: install what is missing, fmt, clippy, unit and integration
     /// tests, images, and the end-to-end image tests. CI runs exactly this.
@@ -91,15 +133,67 @@ enum BenchTarget {
     },
 }
 
+/// `cargo xtask images …`: see `Task::Images`.
+fn images_task(
+    tag: String,
+    registry: Option<String>,
+    push: bool,
+    platform: Option<&str>,
+    only: Option<Vec<String>>,
+    pods: bool,
+) -> util::Result {
+    let platforms = match platform {
+        Some(list) => platform::parse_list(list)?,
+        // A push publishes a release: every platform, so arm64 nodes do not meet
+        // `exec format error`. Local builds stay quick: the host's platform only.
+        None if push => platform::ALL.to_vec(),
+        None => vec![platform::AMD64],
+    };
+    if pods && (tag != images::DEV_TAG || !platforms.contains(&platform::AMD64)) {
+        return Err(
+            "--pods loads the local amd64 `dev` images into podman: use it without --tag \
+                    and with linux/amd64 among the platforms"
+                .into(),
+        );
+    }
+    let request = images::Request {
+        tag,
+        registry,
+        platforms,
+        only,
+        push,
+    };
+    images::build(&request)?;
+    if pods {
+        images::prepare_pod_images()?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Images { pods } => images::build_all().and_then(|_| {
-            if pods {
-                images::prepare_pod_images().map(drop)
-            } else {
-                Ok(())
-            }
+        Task::Images {
+            tag,
+            registry,
+            push,
+            platform,
+            only,
+            pods,
+        } => images_task(tag, registry, push, platform.as_deref(), only, pods),
+        Task::Push {
+            tag,
+            registry,
+            platform,
+            only,
+        } => platform::parse_list(&platform).and_then(|platforms| {
+            images::push_built(&images::Request {
+                tag,
+                registry: Some(registry),
+                platforms,
+                only,
+                push: true,
+            })
         }),
         Task::Test => test::run(),
         Task::Demo => demo::run(),

@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn an_unknown_or_empty_platform_is_refused_by_name() {
         let err = Platform::parse("linux/riscv64").unwrap_err();
-        assert!(err.contains("\"linux/riscv64\"") && err.contains("linux/arm64"), "{err}");
+        assert!(
+            err.contains("\"linux/riscv64\"") && err.contains("linux/arm64"),
+            "{err}"
+        );
         let err = parse_list("linux/amd64,,linux/arm64").unwrap_err();
         assert!(err.contains("empty platform"), "{err}");
         assert!(parse_list("").is_err());

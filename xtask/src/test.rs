@@ -43,11 +43,18 @@ const PACKAGES: &[&str] = &[
     "netavark",
     "aardvark-dns",
     "debootstrap",
+    // A real registry on loopback (the CNCF distribution registry): `cargo xtask push` is
+    // tested against it, manifest lists included.
+    "docker-registry",
     // arm64: the cross C compiler for ring (the aarch64 musl builds), and qemu-user to run the
     // arm64 smoke tests and the binaries from the arm64 images on this amd64 machine.
     "gcc-aarch64-linux-gnu",
     "qemu-user-static",
 ];
+
+/// The tools whose arm64 images `cargo xtask test` builds and tests (an init tool and a
+/// sidecar).
+const SMOKE_IMAGES: [&str; 2] = ["wait", "tail"];
 
 struct Steps {
     done: Vec<(String, Duration, &'static str)>,
@@ -99,7 +106,7 @@ pub fn run() -> Result {
     steps.step(
         "install what is missing (musl targets, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
         || {
-            util::ensure_musl_target()?;
+            platform::AMD64.ensure_toolchain()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
             util::ensure_packages(PACKAGES, ci)?;
             platform::ARM64.ensure_toolchain()?;
@@ -160,7 +167,20 @@ pub fn run() -> Result {
     )?;
 
     if util::docker_works() {
-        steps.step("build images", || images::build_all().map(|_| "ok"))?;
+        steps.step(
+            "build images (amd64: every tool and the all-in-one; arm64: wait and tail)",
+            || {
+                images::build_all()?;
+                // arm64 for the smoke set only: building every tool for arm64 too would add
+                // several minutes of fat-LTO links; the arm64 image tests use these two.
+                images::build(&images::Request {
+                    platforms: vec![crate::platform::ARM64],
+                    only: Some(SMOKE_IMAGES.iter().map(|name| (*name).to_owned()).collect()),
+                    ..images::Request::dev()
+                })?;
+                Ok("ok")
+            },
+        )?;
         steps.step(
             "pod images for podman: the pitcrew images, and the peers from Debian (built once)",
             || images::prepare_pod_images().map(|_| "ok"),

@@ -1,5 +1,6 @@
 //! Shared plumbing for the tasks: running commands with clear failures, and installing what
-//! the project needs (the musl target, rustup components, Debian packages) idempotently.
+//! the project needs (rustup components, Debian packages; the targets are in `crate::platform`)
+//! idempotently.
 //!
 //! Every task installs what it needs itself because CI and new machines start without
 //! anything installed by hand; checks come first so a second run installs nothing.
@@ -9,9 +10,6 @@ use std::process::{Command, Output, Stdio};
 
 /// A task failure: one message saying what failed and what to do.
 pub type Result<T = ()> = std::result::Result<T, String>;
-
-/// The Rust target the images are built for: static binaries for FROM scratch.
-pub const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
@@ -86,15 +84,6 @@ pub fn which(name: &str) -> Option<PathBuf> {
 /// Whether we run as root.
 pub use pitcrew_testkit::is_root;
 
-/// Adds the musl target to the toolchain when it is missing.
-pub fn ensure_musl_target() -> Result {
-    let installed = stdout_of(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if installed.lines().any(|line| line.trim() == MUSL) {
-        return Ok(());
-    }
-    run(Command::new("rustup").args(["target", "add", MUSL]))
-}
-
 /// Adds rustup components (rustfmt, clippy) when missing.
 pub fn ensure_components(components: &[&str]) -> Result {
     let installed = stdout_of(Command::new("rustup").args(["component", "list", "--installed"]))?;
@@ -147,19 +136,6 @@ pub fn ensure_packages(packages: &[&str], required: bool) -> Result {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-/// Sets the C compiler for the musl target: `ring` builds C code, and the host gcc would
-/// link glibc objects into a static musl binary. Debian's `musl-tools` ships `musl-gcc`.
-pub fn musl_cc(command: &mut Command) -> Result {
-    if std::env::var_os("CC_x86_64_unknown_linux_musl").is_some() {
-        return Ok(());
-    }
-    if which("musl-gcc").is_none() {
-        ensure_packages(&["musl-tools"], true)?;
-    }
-    command.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
-    Ok(())
 }
 
 /// Whether the docker engine answers.
