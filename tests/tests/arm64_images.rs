@@ -21,8 +21,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use pitcrew_e2e::{
-    Container, Process, TAIL_ARM64_IMAGE, WAIT_ARM64_IMAGE, WAIT_IMAGE, must_run, ready, skipped,
-    unique_name,
+    Container, Process, TAIL_ARM64_IMAGE, WAIT_ARM64_IMAGE, WAIT_IMAGE, must_run, ready, skipped, unique_name,
 };
 use pitcrew_testkit::http_receiver::HttpReceiver;
 use pitcrew_testkit::nginx::NginxPeer;
@@ -55,9 +54,13 @@ fn the_arm64_images_say_linux_arm64_and_the_amd64_image_linux_amd64() {
     if !ready(WAIT_ARM64_IMAGE) || !ready(TAIL_ARM64_IMAGE) || !ready(WAIT_IMAGE) {
         return;
     }
-    assert_eq!(platform_of(WAIT_ARM64_IMAGE), "linux/arm64");
-    assert_eq!(platform_of(TAIL_ARM64_IMAGE), "linux/arm64");
-    assert_eq!(platform_of(WAIT_IMAGE), "linux/amd64");
+    for (image, expected) in [
+        (WAIT_ARM64_IMAGE, "linux/arm64"),
+        (TAIL_ARM64_IMAGE, "linux/arm64"),
+        (WAIT_IMAGE, "linux/amd64"),
+    ] {
+        assert_eq!(platform_of(image), expected, "the platform in {image}'s config");
+    }
 }
 
 /// Debian's qemu-user for aarch64, or `None` (after SKIPPED) when it is missing and skipping
@@ -208,14 +211,16 @@ fn wait_exit(process: &mut Process, what: &str) -> ExitStatus {
         if let Some(status) = process.0.try_wait().expect("try_wait") {
             return status;
         }
-        assert!(start.elapsed() < DEADLINE, "{what} still running after {DEADLINE:?}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what} still running after {DEADLINE:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 #[test]
-fn the_arm64_wait_binary_is_static_aarch64_and_waits_for_a_late_postgres_and_https_nginx_under_qemu()
-{
+fn the_arm64_wait_binary_is_static_aarch64_and_waits_for_a_late_postgres_and_https_nginx_under_qemu() {
     if !ready(WAIT_ARM64_IMAGE) {
         return;
     }
@@ -341,5 +346,8 @@ fn the_arm64_tail_binary_follows_a_rotation_to_stdout_and_http_and_sigterm_ends_
         .map(pitcrew_testkit::http_receiver::ReceivedRequest::text)
         .collect();
     assert_eq!(numbers(&delivered), expected, "HTTP sink; stderr:\n{logs}");
-    assert!(checkpoint.is_file(), "no checkpoint saved on SIGTERM; stderr:\n{logs}");
+    assert!(
+        checkpoint.is_file(),
+        "no checkpoint saved on SIGTERM; stderr:\n{logs}"
+    );
 }

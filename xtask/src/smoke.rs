@@ -58,12 +58,21 @@ const COVERED: &[(&str, &str, &str)] = &[
 const SKIPPED_TESTS: &[&str] = &["an_unreadable_file_is_reported_and_the_others_followed"];
 
 /// Debian packages of the peers the chosen tests start (as in `crate::test`'s list).
-const PEER_PACKAGES: &[&str] = &["postgresql", "mariadb-server", "redis-server", "nginx-light", "rsyslog"];
+const PEER_PACKAGES: &[&str] = &[
+    "postgresql",
+    "mariadb-server",
+    "redis-server",
+    "nginx-light",
+    "rsyslog",
+];
 
 /// Runs the step; returns the outcome for the summary (`ok`, or `SKIPPED` outside CI when the
 /// peers are missing: without them the step would test nothing).
 pub fn run(ci: bool) -> Result<&'static str> {
-    println!("  arm64 smoke: these tests, built for {} and run under {}:", ARM64.rust_target, QEMU.0);
+    println!(
+        "  arm64 smoke: these tests, built for {} and run under {}:",
+        ARM64.rust_target, QEMU.0
+    );
     for (package, file, what) in COVERED {
         println!("    {package} tests/{file}.rs: {what}");
     }
