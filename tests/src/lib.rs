@@ -29,6 +29,10 @@ pub const VALIDATE_IMAGE: &str = "pitcrew/validate:dev";
 pub const MIGRATE_IMAGE: &str = "pitcrew/migrate:dev";
 /// The pitcrew-tail image `cargo xtask images` builds.
 pub const TAIL_IMAGE: &str = "pitcrew/tail:dev";
+/// The arm64 image of pitcrew-wait (per-platform tag; its binary runs here under qemu).
+pub const WAIT_ARM64_IMAGE: &str = "pitcrew/wait:dev-arm64";
+/// The arm64 image of pitcrew-tail.
+pub const TAIL_ARM64_IMAGE: &str = "pitcrew/tail:dev-arm64";
 /// The busybox comparison image, also a handy peer.
 pub const BUSYBOX_IMAGE: &str = "pitcrew/busybox:dev";
 

@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod images;
 mod platform;
+mod smoke;
 mod test;
 mod util;
 

@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::images;
 use crate::util::{self, Result};
+use crate::{images, platform, smoke};
 
 /// Debian packages the tests use as real peers, plus what builds and benchmarks the images.
 const PACKAGES: &[&str] = &[
@@ -46,6 +46,10 @@ const PACKAGES: &[&str] = &[
     // A real registry on loopback (the CNCF distribution registry): `cargo xtask push` is
     // tested against it, manifest lists included.
     "docker-registry",
+    // arm64: the cross C compiler for ring (the aarch64 musl builds), and qemu-user to run the
+    // arm64 smoke tests and the binaries from the arm64 images on this amd64 machine.
+    "gcc-aarch64-linux-gnu",
+    "qemu-user-static",
 ];
 
 /// The tools whose arm64 images `cargo xtask test` builds and tests (an init tool and a
@@ -100,11 +104,12 @@ pub fn run() -> Result {
     );
 
     steps.step(
-        "install what is missing (musl target, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
+        "install what is missing (musl targets, rustfmt, clippy, Debian peers, podman, PyPI and S3 peers)",
         || {
-            crate::platform::AMD64.ensure_toolchain()?;
+            platform::AMD64.ensure_toolchain()?;
             util::ensure_components(&["rustfmt", "clippy"])?;
             util::ensure_packages(PACKAGES, ci)?;
+            platform::ARM64.ensure_toolchain()?;
             // S3 peers for pitcrew-fetch: moto (S3 and STS behaviour) from PyPI, and s3s-fs
             // (checks SigV4 signatures, which moto cannot for presigned URLs) from crates.io,
             // each installed once under ~/.cache/pitcrew. The first run compiles s3s-fs
@@ -150,6 +155,11 @@ pub fn run() -> Result {
         ]))?;
         Ok("ok")
     })?;
+
+    steps.step(
+        "arm64 smoke: real-peer tests of wait, tail and its follower under qemu-aarch64-static",
+        || smoke::run(ci),
+    )?;
 
     steps.step(
         "fuzz smoke: pitcrew-template, 20 s of cargo fuzz (nightly, libFuzzer)",
