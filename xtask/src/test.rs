@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
-use crate::{images, platform, smoke};
+use crate::{images, platform, smoke, supply};
 
 /// Debian packages the tests use as real peers, plus what builds and benchmarks the images.
 const PACKAGES: &[&str] = &[
@@ -122,6 +122,9 @@ pub fn run() -> Result {
             pitcrew_testkit::moto::ensure_s3s_fs()?;
             // Kubernetes' schemas, offline, for the examples' schema test.
             pitcrew_testkit::examples::ensure_validator()?;
+            // The supply-chain tools (pinned; cargo-deny compiles for about 5 minutes the first time).
+            supply::ensure_cargo_auditable()?;
+            supply::ensure_cargo_deny()?;
             Ok("ok")
         },
     )?;
@@ -142,6 +145,10 @@ pub fn run() -> Result {
         ]))?;
         Ok("ok")
     })?;
+    steps.step(
+        "cargo deny (licenses, bans, sources, advisories)",
+        supply::deny_check,
+    )?;
     // The image tests need the images, built below; they run in their own step.
     steps.step("cargo test (unit and integration)", || {
         // --all-features: pitcrew-core's features are tested even when no tool enables them yet
