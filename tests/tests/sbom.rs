@@ -78,7 +78,17 @@ fn tools() -> Vec<String> {
     tools
 }
 
-/// Copies /pitcrew-<tool> out of its image into `dir`, the way a user would inspect one.
+/// The package and binary name of a tool: `pitcrew-<tool>`, except the all-in-one multicall
+/// crate (crates/pitcrew), whose binary is `pitcrew` (as in xtask's images.rs).
+fn binary_name(tool: &str) -> String {
+    if tool == "pitcrew" {
+        tool.to_owned()
+    } else {
+        format!("pitcrew-{tool}")
+    }
+}
+
+/// Copies /<binary> out of its image into `dir`, the way a user would inspect one.
 fn copy_binary(tool: &str, image: &str, dir: &Path) -> PathBuf {
     let container = Container {
         name: unique_name(&format!("sbom-{tool}")),
@@ -93,8 +103,8 @@ fn copy_binary(tool: &str, image: &str, dir: &Path) -> PathBuf {
     };
     // Created, never started: nothing runs, the file system is there to copy from.
     docker(&["create", "--name", &container.name, image]);
-    let binary = dir.join(format!("pitcrew-{tool}"));
-    let from = format!("{}:/pitcrew-{tool}", container.name);
+    let binary = dir.join(binary_name(tool));
+    let from = format!("{}:/{}", container.name, binary_name(tool));
     docker(&["cp", &from, &binary.display().to_string()]);
     // `container` is removed (docker rm -f) when dropped here.
     binary
@@ -167,7 +177,8 @@ fn every_tool_binary_carries_its_dependency_list() {
         let Some((_, present, absent)) = EXPECTED.iter().find(|(name, _, _)| name == tool) else {
             panic!(
                 "no row for tool {tool:?} in EXPECTED: add the crates its binary must hold and \
-                 some it must not (see `cargo tree -p pitcrew-{tool} -e normal`)"
+                 some it must not (see `cargo tree -p {} -e normal`)",
+                binary_name(tool)
             );
         };
         let binary = copy_binary(tool, &image, dir.path());
@@ -191,7 +202,7 @@ fn every_tool_binary_carries_its_dependency_list() {
             info.format
         );
         let root = info.packages.iter().find(|package| package.root).unwrap();
-        assert_eq!(root.name, format!("pitcrew-{tool}"), "{image}: root package");
+        assert_eq!(root.name, binary_name(tool), "{image}: root package");
         assert_eq!(
             root.version.to_string(),
             env!("CARGO_PKG_VERSION"),
