@@ -95,6 +95,13 @@ pub fn ensure_cargo_deny() -> Result {
     ensure_installed("cargo-deny", CARGO_DENY_VERSION, found)
 }
 
+/// Installs both tools when missing: cargo-auditable for the images, cargo-deny for
+/// [`deny_check`]. From scratch cargo-deny compiles for about 5 minutes on 2 cores.
+pub fn ensure_tools() -> Result {
+    ensure_cargo_auditable()?;
+    ensure_cargo_deny()
+}
+
 /// `cargo auditable build`, to which the caller adds the build's arguments: the same build as
 /// `cargo build`, plus the `.dep-v0` section (a few KB) in each binary. Installs
 /// cargo-auditable first when it is missing.
@@ -206,6 +213,9 @@ fn fetch_failure(stderr: &str) -> Option<String> {
         git.join(" ")
     })
 }
+
+/// The name of [`deny_check`]'s step in `cargo xtask test`.
+pub const DENY_STEP: &str = "cargo deny (licenses, bans, sources, advisories)";
 
 /// The `cargo xtask test` step: licenses, bans and sources must pass; advisories must pass
 /// where the RustSec database can be fetched, and are skipped (outcome "partial", on CI too:

@@ -122,9 +122,7 @@ pub fn run() -> Result {
             pitcrew_testkit::moto::ensure_s3s_fs()?;
             // Kubernetes' schemas, offline, for the examples' schema test.
             pitcrew_testkit::examples::ensure_validator()?;
-            // The supply-chain tools (pinned; cargo-deny compiles for about 5 minutes the first time).
-            supply::ensure_cargo_auditable()?;
-            supply::ensure_cargo_deny()?;
+            supply::ensure_tools()?;
             Ok("ok")
         },
     )?;
@@ -145,10 +143,7 @@ pub fn run() -> Result {
         ]))?;
         Ok("ok")
     })?;
-    steps.step(
-        "cargo deny (licenses, bans, sources, advisories)",
-        supply::deny_check,
-    )?;
+    steps.step(supply::DENY_STEP, supply::deny_check)?;
     // The image tests need the images, built below; they run in their own step.
     steps.step("cargo test (unit and integration)", || {
         // --all-features: pitcrew-core's features are tested even when no tool enables them yet
