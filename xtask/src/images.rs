@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::platform::{self, Platform};
+use crate::supply;
 use crate::util::{self, Result};
 
 /// Where Debian's ca-certificates package puts the bundle that goes into every image.
@@ -294,8 +295,9 @@ fn stage_binary(tool: &Tool, platform: Platform, to: &Path) -> Result {
 /// Builds the release musl binaries of `tools` for `platforms`, in one cargo call: shared
 /// dependencies and build scripts build once, every platform's fat-LTO links run side by side.
 pub fn build_binaries(tools: &[Tool], platforms: &[Platform]) -> Result {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(util::root()).args(["build", "--release"]);
+    // `cargo auditable build`: each binary carries its dependency list (see supply.rs).
+    let mut cargo = supply::auditable_build()?;
+    cargo.current_dir(util::root()).arg("--release");
     for platform in platforms {
         platform.ensure_toolchain()?;
         platform.set_cc(&mut cargo);

@@ -9,6 +9,7 @@ mod demo;
 mod images;
 mod platform;
 mod smoke;
+mod supply;
 mod test;
 mod util;
 

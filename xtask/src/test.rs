@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{self, Result};
-use crate::{images, platform, smoke};
+use crate::{images, platform, smoke, supply};
 
 /// Debian packages the tests use as real peers, plus what builds and benchmarks the images.
 const PACKAGES: &[&str] = &[
@@ -122,6 +122,7 @@ pub fn run() -> Result {
             pitcrew_testkit::moto::ensure_s3s_fs()?;
             // Kubernetes' schemas, offline, for the examples' schema test.
             pitcrew_testkit::examples::ensure_validator()?;
+            supply::ensure_tools()?;
             Ok("ok")
         },
     )?;
@@ -142,6 +143,7 @@ pub fn run() -> Result {
         ]))?;
         Ok("ok")
     })?;
+    steps.step(supply::DENY_STEP, supply::deny_check)?;
     // The image tests need the images, built below; they run in their own step.
     steps.step("cargo test (unit and integration)", || {
         // --all-features: pitcrew-core's features are tested even when no tool enables them yet
