@@ -18,13 +18,12 @@
 //! (`pitcrew-fetch` → `PITCREW_FETCH_CA_FILE`), so every flag of a tool has a twin with its prefix.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue};
 use clap::{ArgAction, CommandFactory, FromArgMatches};
 
-use crate::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
+use crate::exit::{ExitCode, termination_log_from_env, write_termination_log};
 
 /// Parses `args` (the program name first) into `P`, with env twins read from this process's
 /// environment as the module docs describe.
@@ -96,10 +95,19 @@ pub fn parse_or_exit<P>() -> Result<P, ExitCode>
 where
     P: CommandFactory + FromArgMatches,
 {
-    finish_parse(
-        try_parse_from::<P, _, _>(std::env::args_os()),
-        crate::redact::url_passwords_in,
-    )
+    parse_from_or_exit(std::env::args_os())
+}
+
+/// [`parse_or_exit`] for a command line given as `args` (the program name first): what a
+/// tool's `cli::main_with_args` calls, so the all-in-one `pitcrew` binary can hand a tool
+/// the arguments after its own (`pitcrew wait tcp://db:5432`).
+pub fn parse_from_or_exit<P, I, T>(args: I) -> Result<P, ExitCode>
+where
+    P: CommandFactory + FromArgMatches,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    finish_parse(try_parse_from::<P, _, _>(args), crate::redact::url_passwords_in)
 }
 
 /// What [`parse_or_exit`] does with a parse result, for tools that parse their own way first
@@ -119,10 +127,10 @@ pub fn finish_parse<P>(
         Err(err) => {
             let text = redact(&err.render().to_string());
             eprint!("{text}");
-            let path = std::env::var_os("PITCREW_TERMINATION_LOG")
-                .filter(|path| !path.is_empty())
-                .map_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG), PathBuf::from);
-            write_termination_log(&path, text.lines().next().unwrap_or_default());
+            write_termination_log(
+                &termination_log_from_env(),
+                text.lines().next().unwrap_or_default(),
+            );
             // 64, not clap's 2, so the shared exit-code table holds.
             Err(ExitCode::Usage)
         }

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where Kubernetes reads a container's termination message by default
 /// (`terminationMessagePath`).
@@ -109,6 +109,15 @@ impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code.code())
     }
+}
+
+/// The termination log to use where no `--termination-log` flag was parsed (a usage error, or
+/// the all-in-one `pitcrew` binary naming no tool): `PITCREW_TERMINATION_LOG` when set and not
+/// empty, else [`DEFAULT_TERMINATION_LOG`].
+pub fn termination_log_from_env() -> PathBuf {
+    std::env::var_os("PITCREW_TERMINATION_LOG")
+        .filter(|path| !path.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_TERMINATION_LOG), PathBuf::from)
 }
 
 /// Writes `message` to the termination log at `path` when that file is writable.

@@ -2,11 +2,13 @@
 //! translation into a [`Config`].
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::files::{Mode, Owner};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_core::tls::TlsArgs;
@@ -430,6 +432,47 @@ fn read_token(path: &Path) -> Result<HeaderValue, FetchError> {
     })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-fetch` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew fetch …`) with `pitcrew-fetch` as the program name,
+/// or its own unchanged when called through a `/fetch` link. clap's messages say
+/// `pitcrew-fetch` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-fetch: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    match fetch(&args) {
+        Ok(()) => ExitCode::Ok.into(),
+        Err(err) => fail(&args, &err),
+    }
+}
+
+/// Downloads on a runtime that ends without waiting for lookups still hanging (see
+/// `pitcrew_core::runtime`), with SIGTERM/SIGINT handlers installed first.
+fn fetch(args: &Args) -> Result<(), FetchError> {
+    let config = args.config()?;
+    pitcrew_core::runtime::block_on(|shutdown| async move { crate::run(config, shutdown).await.map(drop) })
+        .map_err(|err| FetchError::Runtime(err.to_string()))?
+}
+
+fn fail(args: &Args, err: &FetchError) -> ProcessExitCode {
+    tracing::error!(exit_code = err.exit_code().code(), "{err}");
+    write_termination_log(&args.termination_log, &err.to_string());
+    err.exit_code().into()
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode as ProcessExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_core::tls::{Tls, TlsArgs};
 
@@ -378,14 +379,16 @@ where
     pitcrew_core::cli::try_parse_from::<Args, _, _>(args)
 }
 
-/// Parses the process's command line, or says why not and returns the exit code to end with
-/// (0 after --help/--version, 64 for a usage error), as `pitcrew_core::cli::parse_or_exit`
-/// does, with golang-migrate's single-dash flags rewritten first.
-pub fn parse_or_exit() -> Result<Args, ExitCode> {
-    pitcrew_core::cli::finish_parse(
-        try_parse_from(std::env::args_os()),
-        pitcrew_core::redact::url_passwords_in,
-    )
+/// Parses `args` (the program name first), or says why not and returns the exit code to end
+/// with (0 after --help/--version, 64 for a usage error), as
+/// `pitcrew_core::cli::parse_from_or_exit` does, with golang-migrate's single-dash flags
+/// rewritten first.
+pub fn parse_from_or_exit<I, T>(args: I) -> Result<Args, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    pitcrew_core::cli::finish_parse(try_parse_from(args), pitcrew_core::redact::url_passwords_in)
 }
 
 /// The directory named by `-source=file://DIR` (wins, as in golang-migrate) or `-path`.
@@ -640,6 +643,48 @@ fn create_config(
         ext: ext.to_owned(),
         numbering,
     })
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-migrate` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew migrate …`) with `pitcrew-migrate` as the program name,
+/// or its own unchanged when called through a `/migrate` link. clap's messages say
+/// `pitcrew-migrate` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    // golang-migrate's single-dash flags are rewritten before clap sees them.
+    let args = match parse_from_or_exit(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log_args()) {
+        eprintln!("pitcrew-migrate: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    match migrate(&args) {
+        Ok(()) => ExitCode::Ok.into(),
+        Err(err) => fail(&args, &err),
+    }
+}
+
+/// Runs the command on a runtime that ends without waiting for lookups still hanging (see
+/// `pitcrew_core::runtime`), with SIGTERM/SIGINT handlers installed first.
+fn migrate(args: &Args) -> Result<(), MigrateError> {
+    let config = args.config()?;
+    pitcrew_core::runtime::block_on(|shutdown| crate::run(config, shutdown))
+        .map_err(|err| MigrateError::Runtime(err.to_string()))?
+}
+
+fn fail(args: &Args, err: &MigrateError) -> ProcessExitCode {
+    tracing::error!(exit_code = err.exit_code().code(), "{err}");
+    write_termination_log(&args.termination_log, &err.to_string());
+    err.exit_code().into()
 }
 
 #[cfg(test)]

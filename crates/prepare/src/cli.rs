@@ -10,16 +10,18 @@
 //! ordered list, `PITCREW_PREPARE_STEPS` (or `--steps`), one step per line. Mixing the two is
 //! refused: which would run first is not something a reader of the pod spec could tell.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExitCode;
 
 use clap::error::ErrorKind;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::files::{Mode, Owner};
 use pitcrew_core::logging::LogArgs;
 
-use crate::Settings;
 use crate::step::{NAMES, Step};
+use crate::{PrepareError, Settings};
 
 const EXAMPLES: &str = r#"Examples:
   pitcrew-prepare --copy /config-template:/shared-config --chown 1000:1000 /data
@@ -273,6 +275,46 @@ fn parse_list(list: &str) -> Result<Vec<Step>, clap::Error> {
         }
     }
     Ok(steps)
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-prepare` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew prepare …`) with `pitcrew-prepare` as the program name,
+/// or its own unchanged when called through a `/prepare` link. clap's messages say
+/// `pitcrew-prepare` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-prepare: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    // Before the first step: as PID 1 the process has no default handlers, and a SIGTERM
+    // must stop the run between two files, not be ignored until SIGKILL.
+    let stop = match pitcrew_core::stop::listen() {
+        Ok(stop) => stop,
+        Err(err) => return fail(&args.termination_log, &PrepareError::Signals(err.to_string())),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match crate::run(&args.steps, &args.settings(), &stop, &mut stdout) {
+        Ok(_) => ExitCode::Ok.into(),
+        Err(err) => fail(&args.termination_log, &err),
+    }
+}
+
+fn fail(termination_log: &Path, err: &PrepareError) -> ProcessExitCode {
+    tracing::error!(exit_code = err.exit_code().code(), "{err}");
+    write_termination_log(termination_log, &err.to_string());
+    err.exit_code().into()
 }
 
 #[cfg(test)]

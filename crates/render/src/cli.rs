@@ -4,10 +4,13 @@
 //! The shape follows GNU envsubst (`envsubst [SHELL-FORMAT] < in > out`, `-v`) so that an
 //! existing line keeps working when only the image changes; everything else is a flag.
 
+use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode as ProcessExitCode;
 
 use clap::{ArgAction, Parser};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::files::{Mode, Owner};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_template::{Allow, Options};
@@ -229,6 +232,95 @@ impl Args {
             secret_mode: self.secret_mode,
         })
     }
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-render` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew render …`) with `pitcrew-render` as the program name,
+/// or its own unchanged when called through a `/render` link. clap's messages say
+/// `pitcrew-render` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if args.variables {
+        return print_variables(&args);
+    }
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-render: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    match render(&args) {
+        Ok(()) => ExitCode::Ok.into(),
+        Err(err) => fail(&args, &err),
+    }
+}
+
+/// `-v SHELL-FORMAT`: the names, one per line, as GNU envsubst prints them; stdin is not read.
+fn print_variables(args: &Args) -> ProcessExitCode {
+    let mut stdout = std::io::stdout().lock();
+    for name in args.shell_format_names() {
+        if writeln!(stdout, "{name}").is_err() {
+            return ExitCode::Io.into();
+        }
+    }
+    ExitCode::Ok.into()
+}
+
+/// Listens for SIGTERM/SIGINT first (as PID 1 nothing else would end a long render), then
+/// renders or, with --dry-run, checks.
+fn render(args: &Args) -> Result<(), RenderError> {
+    let stop = pitcrew_core::stop::listen()
+        .map_err(|err| RenderError::Failure(format!("cannot install the signal handlers: {err}")))?;
+    let config = args.config()?;
+    let stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    if args.dry_run {
+        crate::dry_run(&config, stdin, &mut stdout, &stop)?;
+        return stdout.flush().map_err(RenderError::Stdout);
+    }
+    drop(stdout);
+    let summary = crate::run(&config, stdin, raw_stdout()?, &stop)?;
+    if summary != crate::Summary::default() {
+        tracing::info!("done: {summary}");
+    }
+    Ok(())
+}
+
+/// stdout without Rust's line buffering (which scans every write for a newline and copies
+/// the tail): the library buffers 64 KiB itself. A duplicate of descriptor 1, so no unsafe.
+fn raw_stdout() -> Result<std::fs::File, RenderError> {
+    use std::os::fd::AsFd as _;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(RenderError::Stdout)
+}
+
+fn fail(args: &Args, err: &RenderError) -> ProcessExitCode {
+    let code = err.exit_code().code();
+    // Each template problem already has its own log line; the termination log gets them all.
+    if let RenderError::Template(files) = err {
+        let count: usize = files.iter().map(pitcrew_template::Problems::len).sum();
+        tracing::error!(
+            exit_code = code,
+            "{count} template problem{} (listed above)",
+            if count == 1 { "" } else { "s" }
+        );
+    } else {
+        tracing::error!(exit_code = code, "{err}");
+    }
+    write_termination_log(&args.termination_log, &err.to_string());
+    err.exit_code().into()
 }
 
 #[cfg(test)]

@@ -10,13 +10,15 @@
 //! exit 64, values that parse but cannot be used together [`TailError::Config`] 78. Header
 //! values and sink credentials never appear in a message.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode as ProcessExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, ArgGroup, Parser, ValueEnum};
 use pitcrew_core::duration;
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::logging::LogArgs;
 use pitcrew_core::tls::TlsArgs;
 use pitcrew_follow::{FollowConfig, StartAt};
@@ -24,7 +26,7 @@ use pitcrew_follow::{FollowConfig, StartAt};
 use crate::encode::RESERVED_NAMES;
 use crate::process::{Multiline, ProcessConfig};
 use crate::sink::{BufferConfig, DeliveryConfig, SinkOptions, SinkSpec};
-use crate::{Config, Headers, OutputFormat, TailError};
+use crate::{Config, Headers, Outcome, OutputFormat, TailError};
 
 const EXAMPLES: &str = r#"Examples:
   pitcrew-tail -n+1 -F /var/log/nginx/access.log
@@ -824,6 +826,60 @@ impl Args {
         }
         Ok(fields)
     }
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-tail` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew tail …`) with `pitcrew-tail` as the program name,
+/// or its own unchanged when called through a `/tail` link. clap's messages say
+/// `pitcrew-tail` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-tail: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    match tail(&args) {
+        Ok(outcome) => {
+            match outcome {
+                Outcome::Stopped => tracing::info!("stopped: everything read was delivered"),
+                Outcome::Finished => tracing::info!("finished: everything was read and delivered"),
+            }
+            ExitCode::Ok.into()
+        }
+        Err(err) => {
+            tracing::error!(exit_code = err.exit_code().code(), "{err}");
+            write_termination_log(&args.termination_log, &err.to_string());
+            err.exit_code().into()
+        }
+    }
+}
+
+/// Follows and delivers on a runtime that ends without waiting for lookups still hanging
+/// (see `pitcrew_core::runtime`), with SIGTERM/SIGINT handlers installed first.
+fn tail(args: &Args) -> Result<Outcome, TailError> {
+    let config = args.config()?;
+    pitcrew_core::runtime::block_on(|shutdown| async move {
+        let admin =
+            match config.admin_addr {
+                Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(|err| {
+                    TailError::Admin(format!("--admin-addr {address}: cannot listen: {err}"))
+                })?),
+                None => None,
+            };
+        crate::run(config, admin, shutdown).await
+    })
+    .map_err(|err| TailError::Runtime(err.to_string()))?
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The command line of `pitcrew-validate`: flags (each with an env twin), help text, and the
 //! translation into a [`Config`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode as ProcessExitCode;
 use std::time::SystemTime;
 
 use clap::{ArgAction, Parser};
-use pitcrew_core::exit::DEFAULT_TERMINATION_LOG;
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::logging::LogArgs;
 
 use crate::env::{EnvRegex, NamePattern};
@@ -195,6 +197,68 @@ impl Args {
             now: SystemTime::now(),
         })
     }
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-validate` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew validate …`) with `pitcrew-validate` as the program name,
+/// or its own unchanged when called through a `/validate` link. clap's messages say
+/// `pitcrew-validate` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-validate: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    match validate(&args) {
+        Ok(report) => {
+            let summary = report.summary();
+            let code = report.exit_code();
+            if report.problems.is_empty() {
+                tracing::info!(
+                    files = report.files,
+                    certificates = report.certificates,
+                    variables = report.variables,
+                    problems = 0,
+                    "{summary}"
+                );
+            } else {
+                tracing::error!(
+                    files = report.files,
+                    certificates = report.certificates,
+                    variables = report.variables,
+                    problems = report.problems.len(),
+                    exit_code = code.code(),
+                    "{summary}"
+                );
+                write_termination_log(&args.termination_log, &report.termination_message());
+            }
+            code.into()
+        }
+        Err(err) => {
+            tracing::error!(exit_code = err.exit_code().code(), "{err}");
+            write_termination_log(&args.termination_log, &err.to_string());
+            err.exit_code().into()
+        }
+    }
+}
+
+/// Listens for SIGTERM/SIGINT first (as PID 1 nothing else would stop a long run), then checks.
+fn validate(args: &Args) -> Result<crate::Report, ValidateError> {
+    let stop = pitcrew_core::stop::listen()
+        .map_err(|err| ValidateError::Failure(format!("cannot install the signal handlers: {err}")))?;
+    let config = args.config()?;
+    crate::run(&config, &stop)
 }
 
 #[cfg(test)]

@@ -1,19 +1,21 @@
 //! The command line of `pitcrew-wait`: flags (each with an env twin), help text, and the
 //! translation into a [`Config`].
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExitCode;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
-use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode};
+use pitcrew_core::exit::{DEFAULT_TERMINATION_LOG, ExitCode, write_termination_log};
 use pitcrew_core::logging::LogArgs;
 use url::Url;
 
 use crate::WaitError;
-use crate::probe::ProbeSettings;
 use crate::probe::dns::RecordType;
 use crate::probe::http::{HttpSettings, StatusSet};
 use crate::probe::k8s::{K8sSettings, SERVICE_ACCOUNT_DIR};
+use crate::probe::{ProbeSettings, Prober};
 use crate::runner::{Config, Mode, Verbosity};
 use crate::target::Target;
 use pitcrew_core::tls::TlsArgs;
@@ -384,6 +386,87 @@ fn parse_header(header: &str) -> Result<(String, String), WaitError> {
             header.split(':').next().unwrap_or_default().trim()
         ))),
     }
+}
+
+// The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.
+
+/// The `pitcrew-wait` program: parses `args` (the program name first), sets up logging, runs,
+/// and returns the exit code (the table in --help), a failure's reason written to the
+/// termination log first.
+///
+/// Every tool has this function in its `cli` module, so that the all-in-one `pitcrew` binary
+/// can run any of them: `src/main.rs` passes `std::env::args_os()`; `pitcrew` passes the
+/// arguments after the tool's name (`pitcrew wait …`) with `pitcrew-wait` as the program name,
+/// or its own unchanged when called through a `/wait` link. clap's messages say
+/// `pitcrew-wait` either way (the command's `bin_name`).
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ProcessExitCode {
+    let args = match pitcrew_core::cli::parse_from_or_exit::<Args, _, _>(args) {
+        Ok(args) => args,
+        Err(code) => return code.into(),
+    };
+    if let Err(message) = pitcrew_core::logging::init(&args.log) {
+        eprintln!("pitcrew-wait: {message}");
+        write_termination_log(&args.termination_log, &message);
+        return ExitCode::Usage.into();
+    }
+    let result = if args.dry_run { dry_run(&args) } else { wait(&args) };
+    match result {
+        Ok(()) if args.command.is_empty() || args.dry_run => ExitCode::Ok.into(),
+        // Only returns if the command could not be started.
+        Ok(()) => fail(&args, &crate::exec::exec(&args.command)),
+        Err(err) => fail(&args, &err),
+    }
+}
+
+/// Waits on a runtime that ends without waiting for lookups still hanging, so that exit and
+/// exec happen as soon as the wait is over (see `pitcrew_core::runtime`).
+fn wait(args: &Args) -> Result<(), WaitError> {
+    let config = args.config()?;
+    pitcrew_core::runtime::block_on(|shutdown| async move { crate::run(&config, shutdown).await.map(drop) })
+        .map_err(|err| WaitError::Runtime(err.to_string()))?
+}
+
+/// `--dry-run`: everything that can be checked without contacting a target (flags, targets,
+/// the files they name), then what would be done, on stdout: a pod spec's args and env can be
+/// checked on a laptop with the image.
+fn dry_run(args: &Args) -> Result<(), WaitError> {
+    let config = args.config()?;
+    Prober::new(config.probe.clone(), &config.targets)?;
+    let (mode, goal) = match (config.mode, config.invert) {
+        (Mode::All, false) => ("all", "ready"),
+        (Mode::Any, false) => ("any one", "ready"),
+        (Mode::All, true) => ("all", "gone"),
+        (Mode::Any, true) => ("any one", "gone"),
+    };
+    println!(
+        "would wait until {mode} of these targets {} {goal}:",
+        if config.targets.len() == 1 { "is" } else { "are" }
+    );
+    for target in &config.targets {
+        println!("  {target}");
+    }
+    let human = pitcrew_core::duration::display;
+    println!(
+        "settings: timeout={} interval={} attempt-timeout={} successes={} quiet={} verbose={} db-login={} invert-dns={}",
+        config.timeout.map_or_else(|| "none".to_owned(), human),
+        human(config.interval),
+        human(config.attempt_timeout),
+        config.successes,
+        config.verbosity == Verbosity::Quiet,
+        config.verbosity == Verbosity::Verbose,
+        config.probe.db_login,
+        config.invert_dns,
+    );
+    if !args.command.is_empty() {
+        println!("then exec: {}", args.command.join(" "));
+    }
+    Ok(())
+}
+
+fn fail(args: &Args, err: &WaitError) -> ProcessExitCode {
+    tracing::error!(exit_code = err.exit_code().code(), "{err}");
+    write_termination_log(&args.termination_log, &err.to_string());
+    err.exit_code().into()
 }
 
 #[cfg(test)]
