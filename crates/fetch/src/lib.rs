@@ -2,9 +2,9 @@
 //! verified (checksum, size, content type), retrying and resuming on the way, and unpacks
 //! archives without letting an entry escape the target directory.
 //!
-//! Module map: [`cli`] (flags → [`Config`]), [`source`] (http, https and s3 URLs, shown without
-//! secrets), [`http`] (the client, redirects, header parsers), `download` (attempts, retries,
-//! resumes, streaming checks), [`checks`] (digests, checksum files, sizes, content types),
+//! Module map: [`cli`] (flags → [`Config`]; [`cli::main_with_args`] is the whole program),
+//! [`source`] (http, https and s3 URLs, shown without secrets), [`http`] (the client,
+//! redirects, header parsers), `download` (attempts, retries, resumes, streaming checks), [`checks`] (digests, checksum files, sizes, content types),
 //! [`error`] (exit codes), `extract` (unpacking a verified archive) and `s3` (fetch's side of
 //! pitcrew-core's S3 module, which turns `s3://bucket/key` and the AWS environment into
 //! presigned requests).

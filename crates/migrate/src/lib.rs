@@ -6,7 +6,8 @@
 //! Module map: [`source`] (the migration directory: parsing, checksums, `create`), [`db`] (what
 //! the engine asks of a database, and the URL forms), [`postgres`] and [`mysql`] (the two
 //! drivers), [`engine`] (up, down, goto, force, version, status over a [`db::Database`]),
-//! [`cli`] (golang-migrate's single-dash flags and pitcrew's own).
+//! [`cli`] (golang-migrate's single-dash flags and pitcrew's own; [`cli::main_with_args`] is the
+//! whole program).
 //!
 //! [`run`] does one command of a [`Config`] and prints what the command prints (`version`,
 //! `status`) on stdout; logs go to stderr.

@@ -1,7 +1,7 @@
 //! `pitcrew-tail`: follow log files and print them (`tail -F`) or ship them, losing nothing.
 //!
-//! Module map: [`cli`] (busybox/GNU-compatible flags → [`Config`]), `pitcrew_follow` (the
-//! follower engine, its own crate), [`process`] (lines → [`record::Record`]s: JSON, logfmt,
+//! Module map: [`cli`] (busybox/GNU-compatible flags → [`Config`]; [`cli::main_with_args`] is
+//! the whole program), `pitcrew_follow` (the follower engine, its own crate), [`process`] (lines → [`record::Record`]s: JSON, logfmt,
 //! regex, multiline, added fields), [`encode`] (records → JSON), [`sink`] (stdout, HTTP ndjson,
 //! Loki, Elasticsearch, syslog, S3; batching, retries, the disk buffer), [`pipeline`] (follower
 //! → processor → sinks, acknowledgements → checkpoint), [`metrics`] (the admin server's

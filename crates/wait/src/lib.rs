@@ -5,9 +5,10 @@
 //! status), times out with a summary, logs why each attempt failed and stops at once on
 //! SIGTERM.
 //!
-//! Modules: [`cli`] (flags → [`Config`]), [`target`] (URL-form targets), [`probe`] (one
-//! attempt per target kind), [`runner`] (parallel waiting, backoff, timeout), [`exec`]
-//! (handing over to the app's command) and [`error`] (exit codes).
+//! Modules: [`cli`] (flags → [`Config`]; [`cli::main_with_args`] is the whole program),
+//! [`target`] (URL-form targets), [`probe`] (one attempt per target kind), [`runner`]
+//! (parallel waiting, backoff, timeout), [`exec`] (handing over to the app's command) and
+//! [`error`] (exit codes).
 
 pub mod cli;
 pub mod error;
