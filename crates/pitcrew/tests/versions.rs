@@ -7,10 +7,11 @@
 //! - examples/ and `--help`: a tag must be the version (`:dev` too is a mismatch: dev images
 //!   exist only where someone built them); an `image:` value without a tag is a mismatch (it
 //!   would pull `:latest`); a name in prose without a tag (`pitcrew/tail streams it`) is fine.
-//! - README.md: only tags that are not `:dev` are checked. It documents the locally built
-//!   `:dev` images (`cargo xtask images`, the end-to-end tests) and names images of tools not
-//!   yet written (`pitcrew/reload`), so its names are not checked; a pinned version in a
-//!   pod spec there must still be the current one.
+//! - README.md: only tags are checked, and `:dev` passes. It documents the locally built
+//!   `:dev` images (`cargo xtask images`, the end-to-end tests) and the per-platform ones
+//!   (`:0.1.0-arm64`, `:dev-amd64`), and names images of tools not yet written
+//!   (`pitcrew/reload`), so its names are not checked; a pinned version there must still be
+//!   the current one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,8 +132,18 @@ fn mismatches(place: &str, text: &str, rules: Rules) -> Vec<String> {
                 }
             }
             Rules::VersionTagsOnly => {
-                if tag.as_deref().is_some_and(|tag| tag != VERSION && tag != "dev") {
-                    problems.push(format!("{at}: expected {expected} (or :dev for a local build)"));
+                // Per-platform images keep the platform after the tag (`:0.1.0-arm64`).
+                let release = |tag: &str| {
+                    let tag = tag
+                        .strip_suffix("-amd64")
+                        .or_else(|| tag.strip_suffix("-arm64"))
+                        .unwrap_or(tag);
+                    tag == VERSION || tag == "dev"
+                };
+                if tag.as_deref().is_some_and(|tag| !release(tag)) {
+                    problems.push(format!(
+                        "{at}: expected {expected} (or :dev for a local build; -amd64 or -arm64 after either)"
+                    ));
                 }
             }
         }
@@ -260,7 +271,8 @@ fn the_checker_reports_each_kind_of_mismatch() {
          \x20     image: registry.example.com/pitcrew/fetch\n\
          \x20     image: registry.example.com/pitcrew/fetch:{VERSION}\n\
          # pitcrew/tail streams it; pitcrew/prepare. mypitcrew/wait:1 and crates/pitcrew/src\n\
-         see pitcrew/pitcrew:{VERSION}.\n"
+         see pitcrew/pitcrew:{VERSION}.\n\
+         kind load docker-image pitcrew/wait:{VERSION}-arm64 pitcrew/tail:dev-amd64 pitcrew/tail:0.0.9-arm64\n"
     );
     let problems = mismatches("sample.yaml", &text, Rules::Strict);
     let expected = [
@@ -269,6 +281,10 @@ fn the_checker_reports_each_kind_of_mismatch() {
         format!("sample.yaml:4: pitcrew/waitt:{VERSION}: no such image (pitcrew ships pitcrew/fetch, "),
         format!("sample.yaml:5: pitcrew/tail: no tag (pulls :latest); expected pitcrew/tail:{VERSION}"),
         format!("sample.yaml:6: pitcrew/fetch: no tag (pulls :latest); expected pitcrew/fetch:{VERSION}"),
+        // Platform tags belong to local images, not to what examples and --help show.
+        format!("sample.yaml:10: pitcrew/wait:{VERSION}-arm64: expected pitcrew/wait:{VERSION}"),
+        "sample.yaml:10: pitcrew/tail:dev-amd64: expected".to_owned(),
+        "sample.yaml:10: pitcrew/tail:0.0.9-arm64: expected".to_owned(),
     ];
     assert_eq!(problems.len(), expected.len(), "{problems:#?}");
     for (problem, expected) in problems.iter().zip(&expected) {
@@ -277,11 +293,15 @@ fn the_checker_reports_each_kind_of_mismatch() {
             "{problem}\n  expected to start with\n{expected}"
         );
     }
-    // The README's rules let :dev and untagged names pass, not another version.
+    // The README's rules let :dev, platform tags and untagged names pass, not another version.
     let readme = mismatches("README.md", &text, Rules::VersionTagsOnly);
-    assert_eq!(readme.len(), 1, "{readme:#?}");
+    assert_eq!(readme.len(), 2, "{readme:#?}");
     assert!(
         readme[0].starts_with("README.md:2: pitcrew/wait:0.0.9: expected"),
+        "{readme:?}"
+    );
+    assert!(
+        readme[1].starts_with("README.md:10: pitcrew/tail:0.0.9-arm64: expected"),
         "{readme:?}"
     );
 }
