@@ -336,3 +336,63 @@ fn push_refuses_images_that_were_not_built() {
         "{stderr}"
     );
 }
+
+/// The all-in-one image: every tool answers through its link (`command: ["/wait"]`) and by
+/// its name as the first argument, as uid 65532 on a read-only root; a run without a tool is a
+/// usage error, not a success that would let an init container pass having done nothing.
+#[test]
+fn the_all_in_one_image_runs_every_tool_by_link_and_by_name() {
+    let image = "pitcrew/pitcrew:dev";
+    if !ready(image) {
+        return;
+    }
+    let run = |args: &[&str]| {
+        Command::new("docker")
+            .args(["run", "--rm", "--read-only", "--network", "host"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker run")
+    };
+    for (_, binary) in pitcrew_images() {
+        let Some(tool) = binary.strip_prefix("pitcrew-") else {
+            continue;
+        };
+        let expected = format!("{binary} {}", env!("CARGO_PKG_VERSION"));
+        for entrypoint in [format!("/{tool}"), format!("/{binary}")] {
+            let output = run(&["--entrypoint", &entrypoint, image, "--version"]);
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout).trim(),
+                expected,
+                "{entrypoint}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let output = run(&[image, tool, "--version"]);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "pitcrew {tool}"
+        );
+    }
+
+    let output = run(&[image]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "no tool given: {stderr}");
+    assert!(stderr.contains("wait") && stderr.contains("tail"), "{stderr}");
+
+    // A real wait through the link, as uid 65532 (the image's user).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = format!("tcp://{}", listener.local_addr().expect("address"));
+    let output = run(&["--entrypoint", "/wait", image, "--timeout", "60s", &target]);
+    assert!(
+        output.status.success(),
+        "wait for {target} through /wait: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let user = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Config.User}}", image])
+        .output()
+        .expect("docker image inspect");
+    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
+}
