@@ -81,6 +81,10 @@ enum Task {
     /// The one test command: install what is missing, fmt, clippy, unit and integration
     /// tests, images, and the end-to-end image tests. CI runs exactly this.
     Test,
+    /// arm64: wait's, tail's and the follower's real-peer test files built for
+    /// aarch64-unknown-linux-musl and run under qemu-aarch64-static (about 2.5 minutes;
+    /// `cargo xtask test` runs the arm64 image binaries against real peers instead).
+    SmokeArm64,
     /// Show pitcrew/wait holding back an app container until a late dependency is ready.
     Demo,
     /// Benchmarks; writes BENCHMARKS.md.
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
             })
         }),
         Task::Test => test::run(),
+        Task::SmokeArm64 => smoke::run(pitcrew_testkit::on_ci()).map(drop),
         Task::Demo => demo::run(),
         Task::Bench {
             which: BenchTarget::Wait { runs },

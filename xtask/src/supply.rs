@@ -225,12 +225,17 @@ pub fn deny_check() -> Result<&'static str> {
     let config = deny_config();
     let mut command = Command::new(env!("CARGO"));
     deny(&mut command, &config);
-    util::run(command.args(["check", "licenses", "bans", "sources"])).map_err(|err| {
-        format!(
-            "{err}: see cargo-deny's report above; a new license or source is allowed in \
+    // Without the inclusion graphs: the duplicate-version warnings (dependencies' own pins)
+    // would print a thousand lines of trees into every test log; `cargo deny check bans`
+    // shows them when wanted.
+    util::run(command.args(["check", "--hide-inclusion-graph", "licenses", "bans", "sources"])).map_err(
+        |err| {
+            format!(
+                "{err}: see cargo-deny's report above; a new license or source is allowed in \
              deny.toml only after reading it, with a comment saying why"
-        )
-    })?;
+            )
+        },
+    )?;
     match advisories(&config, ADVISORY_DEADLINE)? {
         Advisories::Clean => Ok("ok"),
         Advisories::Skipped(reason) => {
