@@ -64,6 +64,21 @@ pub fn ready(image: &str) -> bool {
     }
 }
 
+/// `docker image inspect IMAGE`: the image's config and metadata as JSON.
+pub fn inspect_image(image: &str) -> serde_json::Value {
+    let output = Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .expect("docker runs");
+    assert!(
+        output.status.success(),
+        "docker image inspect {image}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("docker prints JSON");
+    list[0].clone()
+}
+
 /// Says SKIPPED on the real stderr: `eprintln!` output of a passing test is swallowed by the
 /// test harness, and a silent skip would read as a pass.
 pub fn skipped(reason: &str) {

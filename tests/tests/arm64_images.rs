@@ -35,18 +35,14 @@ const EM_AARCH64: u16 = 183;
 /// The program header of a dynamically linked executable naming its loader.
 const PT_INTERP: u32 = 3;
 
-/// `{{.Os}}/{{.Architecture}}` from the image's config.
+/// `Os/Architecture` from the image's config.
 fn platform_of(image: &str) -> String {
-    let output = Command::new("docker")
-        .args(["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image])
-        .output()
-        .expect("docker image inspect runs");
-    assert!(
-        output.status.success(),
-        "docker image inspect {image}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    let config = pitcrew_e2e::inspect_image(image);
+    format!(
+        "{}/{}",
+        config["Os"].as_str().unwrap_or_default(),
+        config["Architecture"].as_str().unwrap_or_default()
+    )
 }
 
 #[test]

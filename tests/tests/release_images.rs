@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pitcrew_e2e::{WAIT_IMAGE, must_run, ready, skipped};
+use pitcrew_e2e::{WAIT_IMAGE, inspect_image as inspect, must_run, ready, skipped};
 
 /// The workspace root, which must never appear in a label.
 fn workspace_root() -> PathBuf {
@@ -38,20 +38,6 @@ fn pitcrew_images() -> Vec<(String, String)> {
     images.sort();
     assert!(images.len() >= 7, "found only {images:?} in {}", crates.display());
     images
-}
-
-fn inspect(image: &str) -> serde_json::Value {
-    let output = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .expect("docker runs");
-    assert!(
-        output.status.success(),
-        "docker image inspect {image}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("docker prints JSON");
-    list[0].clone()
 }
 
 #[test]
