@@ -48,8 +48,8 @@ enum Task {
         /// manifest list REGISTRY/pitcrew/<tool>:<TAG> (docker manifest); prints the digests.
         #[arg(long, requires = "registry")]
         push: bool,
-        /// Platforms, comma-separated: linux/amd64, linux/arm64. Default: linux/amd64 for
-        /// local `dev` builds, both with --push.
+        /// Platforms, comma-separated: linux/amd64, linux/arm64. Default: linux/amd64 (the
+        /// host's), both with --push.
         #[arg(long)]
         platform: Option<String>,
         /// Only these images, comma-separated tool names (`wait,tail`; `pitcrew` for the
