@@ -73,6 +73,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 }
 
 pub mod certs;
+pub mod configmap;
 pub mod examples;
 pub mod http_receiver;
 pub mod logs;
