@@ -35,6 +35,10 @@ const PACKAGES: &[&str] = &[
     // benchmark's anchor (busybox-static above is the other).
     "rsyslog",
     "coreutils",
+    // pitcrew-reload: a real Prometheus (testkit's prometheus peer) reloaded through its
+    // `/-/reload` webhook from a ConfigMap-style volume; the metrics sidecar's tests scrape
+    // with it too.
+    "prometheus",
     // The example pods run for real with `podman kube play` (netavark and aardvark-dns give
     // pods on one network each other's names; catatonit is the pause image's init), and
     // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx).

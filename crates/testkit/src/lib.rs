@@ -1,8 +1,8 @@
 //! `pitcrew-testkit`: real peer servers for the tests, started on free loopback ports.
 //!
-//! Tests use real PostgreSQL, MariaDB, Redis, nginx and dnsmasq from Debian's packages, and S3
-//! servers (moto from PyPI, s3s-fs from crates.io, see [`moto`]) rather than fakes, so a probe
-//! that works in a test works against the real thing. Each peer runs in its own temporary
+//! Tests use real PostgreSQL, MariaDB, Redis, nginx, Prometheus and dnsmasq from Debian's
+//! packages, and S3 servers (moto from PyPI, s3s-fs from crates.io, see [`moto`]) rather than
+//! fakes, so a probe that works in a test works against the real thing. Each peer runs in its own temporary
 //! directory and is stopped when its handle is dropped.
 //!
 //! A missing peer binary is a failure on CI (`CI=true`) and a loud skip elsewhere: see
@@ -75,6 +75,7 @@ pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
 pub mod certs;
 pub mod configmap;
 pub mod examples;
+pub mod http_client;
 pub mod http_receiver;
 pub mod logs;
 pub mod mariadb;
@@ -83,6 +84,7 @@ pub mod nginx;
 pub mod podman;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod rotation;
 pub mod rsyslog;

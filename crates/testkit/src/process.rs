@@ -97,26 +97,39 @@ impl ServerProcess {
 
     /// Polls `ready` (every 100 ms) until it says yes; panics with the server's log when the
     /// server exits first or [`START_DEADLINE`] passes.
-    pub fn wait_until(&mut self, mut ready: impl FnMut() -> bool) {
+    pub fn wait_until(&mut self, ready: impl FnMut() -> bool) {
+        if let Err(problem) = self.try_wait_until(ready, Duration::from_millis(100)) {
+            panic!("{problem}");
+        }
+    }
+
+    /// Like [`ServerProcess::wait_until`], polling every `poll`, but says what went wrong (with
+    /// the server's log) instead of panicking: for a peer that retries on another port when
+    /// the one it picked was taken in between.
+    ///
+    /// # Errors
+    /// When the server exits first or [`START_DEADLINE`] passes.
+    pub fn try_wait_until(&mut self, mut ready: impl FnMut() -> bool, poll: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "{} exited with {status} while starting; log:\n{}",
                     self.what,
                     self.log_text()
-                );
+                ));
             }
             if ready() {
-                return;
+                return Ok(());
             }
-            assert!(
-                start.elapsed() < START_DEADLINE,
-                "{} was not ready within {START_DEADLINE:?}; log:\n{}",
-                self.what,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            if start.elapsed() >= START_DEADLINE {
+                return Err(format!(
+                    "{} was not ready within {START_DEADLINE:?}; log:\n{}",
+                    self.what,
+                    self.log_text()
+                ));
+            }
+            std::thread::sleep(poll);
         }
     }
 
