@@ -62,11 +62,25 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
         &["jsonschema", "mysql_async", "tokio-postgres", "zip"],
     ),
     (
+        // The webhooks are pitcrew-core's TLS client (reqwest); the render step is the
+        // template engine; the watcher is notify. No database driver, no archive reader.
+        "reload",
+        &["notify", "pitcrew-template", "prometheus-client", "reqwest"],
+        &[
+            "jsonschema",
+            "mysql_async",
+            "tokio-postgres",
+            "zip",
+            "pitcrew-follow",
+        ],
+    ),
+    (
         // The all-in-one holds every tool, so every tool's crates; test-only crates never.
         "pitcrew",
         &[
             "pitcrew-wait",
             "pitcrew-tail",
+            "pitcrew-reload",
             "mysql_async",
             "jsonschema",
             "notify",

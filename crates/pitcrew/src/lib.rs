@@ -71,6 +71,11 @@ pub const TOOLS: &[Tool] = &[
         main: pitcrew_prepare::cli::main_with_args,
     },
     Tool {
+        name: "reload",
+        description: "config reload sidecar: one signal or webhook per real change, then verify",
+        main: pitcrew_reload::cli::main_with_args,
+    },
+    Tool {
         name: "render",
         description: "render envsubst-style templates atomically; generate lasting secrets",
         main: pitcrew_render::cli::main_with_args,
