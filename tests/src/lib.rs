@@ -29,6 +29,8 @@ pub const VALIDATE_IMAGE: &str = "pitcrew/validate:dev";
 pub const MIGRATE_IMAGE: &str = "pitcrew/migrate:dev";
 /// The pitcrew-tail image `cargo xtask images` builds.
 pub const TAIL_IMAGE: &str = "pitcrew/tail:dev";
+/// The pitcrew-reload image `cargo xtask images` builds.
+pub const RELOAD_IMAGE: &str = "pitcrew/reload:dev";
 /// The arm64 image of pitcrew-wait (per-platform tag; its binary runs here under qemu).
 pub const WAIT_ARM64_IMAGE: &str = "pitcrew/wait:dev-arm64";
 /// The arm64 image of pitcrew-tail.
@@ -61,6 +63,73 @@ pub fn ready(image: &str) -> bool {
             skipped(&problem);
             false
         }
+    }
+}
+
+/// The nginx the pods run (Debian bookworm's nginx-light with the official image's entrypoint
+/// and default site), made by `cargo xtask images --pods` in podman's store.
+pub const NGINX_PEER_IMAGE: &str = "docker.io/library/nginx:1.22";
+
+/// Checks that docker has the peer image `image` (one the pod tests use, e.g.
+/// [`NGINX_PEER_IMAGE`]), copying it from podman's store the first time: no registry can be
+/// reached here, and `cargo xtask images --pods` (and `cargo xtask test`) build the peers there,
+/// from Debian's packages. Returns false (after printing SKIPPED) when neither engine has it;
+/// panics instead when skipping is forbidden.
+pub fn ready_peer_image(image: &str) -> bool {
+    // Tests of one binary run in parallel: one copy is enough.
+    static COPYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = COPYING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if quiet(Command::new("docker").args(["image", "inspect", image])) {
+        return true;
+    }
+    let problem = match copy_from_podman(image) {
+        Ok(()) => return true,
+        Err(problem) => problem,
+    };
+    assert!(!must_run(), "{problem} (CI=true or PITCREW_E2E=1: not skipping)");
+    skipped(&problem);
+    false
+}
+
+/// `podman save IMAGE | docker load`, with podman's own configuration.
+fn copy_from_podman(image: &str) -> Result<(), String> {
+    let podman = pitcrew_testkit::podman::Podman::setup()?;
+    if !podman.image_exists(image) {
+        return Err(format!(
+            "docker has no image {image}, nor has podman; make it with `cargo xtask images --pods`"
+        ));
+    }
+    let mut save = podman.command();
+    save.args(["save", "--format", "docker-archive", image])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut saving = save
+        .spawn()
+        .map_err(|err| format!("cannot run podman save: {err}"))?;
+    let archive = saving.stdout.take().expect("piped");
+    let loaded = Command::new("docker")
+        .arg("load")
+        .stdin(archive)
+        .output()
+        .map_err(|err| format!("cannot run docker load: {err}"))?;
+    let saved = saving
+        .wait_with_output()
+        .map_err(|err| format!("podman save: {err}"))?;
+    if !saved.status.success() || !loaded.status.success() {
+        return Err(format!(
+            "copying {image} from podman to docker failed: podman save: {}; docker load: {}",
+            String::from_utf8_lossy(&saved.stderr).trim(),
+            String::from_utf8_lossy(&loaded.stderr).trim()
+        ));
+    }
+    if quiet(Command::new("docker").args(["image", "inspect", image])) {
+        Ok(())
+    } else {
+        Err(format!(
+            "docker load did not make {image}: {}",
+            String::from_utf8_lossy(&loaded.stdout).trim()
+        ))
     }
 }
 
