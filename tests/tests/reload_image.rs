@@ -23,11 +23,12 @@
 //! - what a pod should do: run the app as non-root too, with one pod-level
 //!   `securityContext.runAsUser: 65532` for both containers: the sidecar needs no privilege
 //!   at all (tested with nginx as 65532; its pid file, logs and temp dirs then need writable
-//!   places, as in nginx's own unprivileged image).
+//!   places, emptyDirs in a pod, as nginx's own unprivileged image has them).
 
 // The values compared are small integers sent as decimal text: exact in an f64.
 #![allow(clippy::float_cmp)]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use pitcrew_e2e::{Container, NGINX_PEER_IMAGE, RELOAD_IMAGE, ready, ready_peer_image};
@@ -51,8 +52,8 @@ struct NginxPod {
 }
 
 impl NginxPod {
-    /// Starts nginx serving generation `alpha`; `as_user` runs it as that uid:gid (then its
-    /// writable paths are tmpfs that user can write).
+    /// Starts nginx serving generation `alpha`; `as_user` runs it as that uid:gid (then the
+    /// paths it writes are volumes that user can write).
     fn start(as_user: Option<&str>) -> NginxPod {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -61,7 +62,7 @@ impl NginxPod {
             &[("app.conf", &app_conf(port, "alpha"))],
         );
         let mount = format!("{}:{CONF_DIR}:ro", volume.root().display());
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "--network",
             "host",
             // The image's default site listens on port 80: not ours to take on the host.
@@ -69,22 +70,27 @@ impl NginxPod {
             "/etc/nginx/sites-enabled",
             "-v",
             &mount,
-        ];
+        ]
+        .map(str::to_owned)
+        .into();
         if let Some(user) = as_user {
-            args.extend([
-                "--user",
-                user,
-                // Debian's nginx.conf keeps its pid file in /run, logs in /var/log/nginx and
-                // temp files in /var/lib/nginx: root's places, made writable for any user.
-                "--tmpfs",
-                "/run:mode=1777",
-                "--tmpfs",
-                "/var/log/nginx:mode=1777",
-                "--tmpfs",
-                "/var/lib/nginx:mode=1777",
-            ]);
+            args.extend(["--user".to_owned(), user.to_owned()]);
+            // Debian's nginx.conf keeps its pid file in /run, logs in /var/log/nginx and temp
+            // files in /var/lib/nginx: root's places. They become world-writable volumes, as
+            // emptyDirs would be in a pod (docker here ignores a tmpfs's mode, so not tmpfs).
+            for (name, target) in [
+                ("run", "/run"),
+                ("log", "/var/log/nginx"),
+                ("lib", "/var/lib/nginx"),
+            ] {
+                let writable = dir.path().join(name);
+                std::fs::create_dir(&writable).unwrap();
+                std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
+                args.extend(["-v".to_owned(), format!("{}:{target}", writable.display())]);
+            }
         }
-        args.push(NGINX_PEER_IMAGE);
+        args.push(NGINX_PEER_IMAGE.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let nginx = Container::start("reload-nginx", &args);
         let pod = NginxPod {
             nginx,
