@@ -52,19 +52,34 @@ pub struct ActionArgs {
     /// Signal to send the app at each reload: a name (HUP, SIGHUP, hup, USR1, USR2, TERM, INT,
     /// QUIT, WINCH, …) or its number (1). Needs --process-name or --pid-file, which alone
     /// imply HUP.
-    #[arg(long, value_name = "NAME", env = "PITCREW_RELOAD_SIGNAL", help_heading = "Actions")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PITCREW_RELOAD_SIGNAL",
+        help_heading = "Actions"
+    )]
     pub signal: Option<String>,
 
     /// Signal the process with this name (its executable's name or argv[0], as `ps` shows it),
     /// looked up at each reload. The pod must share one PID namespace
     /// (`shareProcessNamespace: true`). Of a master and its workers (nginx), the master is
     /// signalled; two unrelated processes with the name are an error (use --pid-file).
-    #[arg(long, value_name = "NAME", env = "PITCREW_RELOAD_PROCESS_NAME", help_heading = "Actions")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PITCREW_RELOAD_PROCESS_NAME",
+        help_heading = "Actions"
+    )]
     pub process_name: Option<String>,
 
     /// Signal the pid written in this file (its first line), read at each reload: a file the
     /// app writes on a volume both containers mount. Also needs a shared PID namespace.
-    #[arg(long, value_name = "PATH", env = "PITCREW_RELOAD_PID_FILE", help_heading = "Actions")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PITCREW_RELOAD_PID_FILE",
+        help_heading = "Actions"
+    )]
     pub pid_file: Option<PathBuf>,
 
     /// Call this URL at each reload, after the signal; repeat for several, called in order
@@ -98,12 +113,22 @@ pub struct ActionArgs {
 
     /// After the signal and webhooks, poll this URL (GET) until it answers 2xx: a reload that
     /// cannot be verified within --verify-timeout has failed and is retried.
-    #[arg(long, value_name = "URL", env = "PITCREW_RELOAD_VERIFY_URL", help_heading = "Actions")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PITCREW_RELOAD_VERIFY_URL",
+        help_heading = "Actions"
+    )]
     pub verify_url: Option<String>,
 
     /// … and until its body (the first MiB) matches this regex: something only the new config
     /// serves, since a 2xx alone may still come from the old one.
-    #[arg(long, value_name = "REGEX", env = "PITCREW_RELOAD_VERIFY_BODY", help_heading = "Actions")]
+    #[arg(
+        long,
+        value_name = "REGEX",
+        env = "PITCREW_RELOAD_VERIFY_BODY",
+        help_heading = "Actions"
+    )]
     pub verify_body: Option<String>,
 
     /// How long --verify-url may take to verify a reload. At least 100ms.
@@ -149,8 +174,8 @@ impl ActionArgs {
         let verify = self.verify()?;
         let needs_client = !webhooks.is_empty() || verify.is_some();
         let client = if needs_client {
-            let any_https = webhooks.iter().any(Webhook::is_https)
-                || verify.as_ref().is_some_and(VerifyAction::is_https);
+            let any_https =
+                webhooks.iter().any(Webhook::is_https) || verify.as_ref().is_some_and(VerifyAction::is_https);
             Some(http_client(tls, any_https, self.webhook_timeout)?)
         } else {
             None
@@ -171,7 +196,10 @@ impl ActionArgs {
             _ => false,
         };
         let texts: Vec<&str> = if from_env {
-            self.webhook.iter().flat_map(|text| text.split_whitespace()).collect()
+            self.webhook
+                .iter()
+                .flat_map(|text| text.split_whitespace())
+                .collect()
         } else {
             self.webhook.iter().map(String::as_str).collect()
         };
@@ -341,8 +369,10 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<ActionArgs, clap::Error> {
-        pitcrew_core::cli::try_parse_from::<Test, _, _>(std::iter::once("pitcrew-reload").chain(args.iter().copied()))
-            .map(|test| test.actions)
+        pitcrew_core::cli::try_parse_from::<Test, _, _>(
+            std::iter::once("pitcrew-reload").chain(args.iter().copied()),
+        )
+        .map(|test| test.actions)
     }
 
     fn tls() -> pitcrew_core::tls::Tls {
@@ -362,7 +392,10 @@ mod tests {
 
     #[test]
     fn defaults_match_the_help() {
-        assert_eq!(format!("{:?}", parse(&[]).unwrap()), format!("{:?}", ActionArgs::default()));
+        assert_eq!(
+            format!("{:?}", parse(&[]).unwrap()),
+            format!("{:?}", ActionArgs::default())
+        );
         let help = pitcrew_core::cli::try_parse_from::<Test, _, _>(["pitcrew-reload", "--help"])
             .unwrap_err()
             .render()
@@ -383,7 +416,10 @@ mod tests {
             "PITCREW_RELOAD_VERIFY_BODY",
             "PITCREW_RELOAD_VERIFY_TIMEOUT",
         ] {
-            assert!(help.contains(&format!("[env: {twin}=")), "{twin} missing:\n{help}");
+            assert!(
+                help.contains(&format!("[env: {twin}=")),
+                "{twin} missing:\n{help}"
+            );
         }
         assert!(help.contains("Actions:"), "{help}");
     }
@@ -435,17 +471,35 @@ mod tests {
     #[test]
     fn bad_values_are_usage_errors() {
         for (args, expected) in [
-            (&["--signal", "HUPP", "--pid-file", "/run/x.pid"][..], "unknown --signal \"HUPP\""),
+            (
+                &["--signal", "HUPP", "--pid-file", "/run/x.pid"][..],
+                "unknown --signal \"HUPP\"",
+            ),
             (&["--signal", "HUP"], "needs the process"),
             (&["--webhook", "not a url"], "invalid --webhook \"not a url\""),
             (&["--webhook", "gopher://h/x"], "not an http or https URL"),
-            (&["--webhook", "http://h/x", "--webhook-status", "ok"], "invalid --webhook-status"),
-            (&["--webhook", "http://h/x", "--webhook-method", "PO ST"], "invalid --webhook-method"),
-            (&["--webhook", "http://h/x", "--webhook-header", "nocolon"], "no `:`"),
+            (
+                &["--webhook", "http://h/x", "--webhook-status", "ok"],
+                "invalid --webhook-status",
+            ),
+            (
+                &["--webhook", "http://h/x", "--webhook-method", "PO ST"],
+                "invalid --webhook-method",
+            ),
+            (
+                &["--webhook", "http://h/x", "--webhook-header", "nocolon"],
+                "no `:`",
+            ),
             (&["--webhook-header", "X-A: b"], "no --webhook is given"),
             (&["--verify-body", "ok"], "no --verify-url is given"),
-            (&["--verify-url", "http://h/x", "--verify-body", "("], "invalid --verify-body \"(\""),
-            (&["--verify-url", "http://h/x", "--verify-body", ""], "--verify-body is empty"),
+            (
+                &["--verify-url", "http://h/x", "--verify-body", "("],
+                "invalid --verify-body \"(\"",
+            ),
+            (
+                &["--verify-url", "http://h/x", "--verify-body", ""],
+                "--verify-body is empty",
+            ),
             (&["--verify-url", "h:80/x"], "invalid --verify-url"),
         ] {
             let message = usage(args);

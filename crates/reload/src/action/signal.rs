@@ -83,18 +83,16 @@ pub fn parse_signal(text: &str) -> Result<SignalName, String> {
     } else {
         SIGNALS.iter().find(|(known, _)| *known == name)
     };
-    match found {
-        Some(&(name, signal)) => Ok(SignalName { name, signal }),
-        None => {
-            let shown = pitcrew_core::text::printable(trimmed.as_bytes(), 40);
-            let what = if trimmed.is_empty() {
-                "empty --signal".to_owned()
-            } else {
-                format!("unknown --signal {shown:?}")
-            };
-            Err(format!("{what}: expected one of {}", accepted_signals()))
-        }
+    if let Some(&(name, signal)) = found {
+        return Ok(SignalName { name, signal });
     }
+    let shown = pitcrew_core::text::printable(trimmed.as_bytes(), 40);
+    let what = if trimmed.is_empty() {
+        "empty --signal".to_owned()
+    } else {
+        format!("unknown --signal {shown:?}")
+    };
+    Err(format!("{what}: expected one of {}", accepted_signals()))
 }
 
 /// `HUP (1), INT (2), …`, with a note on the other spellings.
@@ -272,9 +270,9 @@ fn kill_failure(errno: Errno, pid: i32, target: &Target) -> String {
              (securityContext.runAsUser) or have the KILL capability (capabilities: add: [\"KILL\"])"
         ),
         Errno::SRCH => match target {
-            Target::ProcessName(_) => format!(
-                "pid {pid} exited before it could be signalled (the app is restarting?)"
-            ),
+            Target::ProcessName(_) => {
+                format!("pid {pid} exited before it could be signalled (the app is restarting?)")
+            }
             Target::PidFile(path) => format!(
                 "no process has pid {pid} (from {}): the pid file is stale (the app is not \
                  running), or the app runs in another PID namespace (set \
@@ -410,7 +408,11 @@ fn find_by_name(proc_root: &Path, name: &str, own_pid: i32) -> Result<i32, Strin
     let mut others_seen = 0_usize;
     let mut matches: Vec<ProcessInfo> = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|text| text.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|text| text.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == own_pid {
@@ -516,20 +518,30 @@ mod tests {
         let empty = parse_signal("  ").unwrap_err();
         assert!(empty.starts_with("empty --signal"), "{empty}");
         let long = parse_signal(&"X".repeat(10_000)).unwrap_err();
-        assert!(long.len() < 500, "a huge value is not echoed whole: {} bytes", long.len());
+        assert!(
+            long.len() < 500,
+            "a huge value is not echoed whole: {} bytes",
+            long.len()
+        );
     }
 
     #[test]
     fn flags_need_exactly_one_target_and_default_to_hup() {
-        let usage = |signal: Option<&str>, name: Option<&str>, file: Option<&str>| {
-            match SignalAction::from_flags(signal, name, file.map(Path::new)) {
+        let usage =
+            |signal: Option<&str>, name: Option<&str>, file: Option<&str>| match SignalAction::from_flags(
+                signal,
+                name,
+                file.map(Path::new),
+            ) {
                 Err(ReloadError::Usage(message)) => message,
                 other => panic!("expected a usage error, got {other:?}"),
-            }
-        };
+            };
         assert!(SignalAction::from_flags(None, None, None).unwrap().is_none());
         let message = usage(Some("HUP"), None, None);
-        assert!(message.contains("--process-name") && message.contains("--pid-file"), "{message}");
+        assert!(
+            message.contains("--process-name") && message.contains("--pid-file"),
+            "{message}"
+        );
         let message = usage(Some("BOGUS"), None, None);
         assert!(message.contains("unknown --signal \"BOGUS\""), "{message}");
         let message = usage(Some("HUP"), Some("nginx"), Some("/run/nginx.pid"));
@@ -543,7 +555,9 @@ mod tests {
         let message = usage(Some("nope"), Some("nginx"), None);
         assert!(message.contains("unknown --signal \"nope\""), "{message}");
 
-        let action = SignalAction::from_flags(None, Some("nginx"), None).unwrap().unwrap();
+        let action = SignalAction::from_flags(None, Some("nginx"), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(action.signal().name, "HUP");
         assert_eq!(action.target(), &Target::ProcessName("nginx".into()));
         let action = SignalAction::from_flags(Some("usr2"), None, Some(Path::new("/run/a.pid")))
@@ -594,7 +608,13 @@ mod tests {
     fn the_master_is_chosen_over_its_workers() {
         let proc = fake_proc(&[
             (1, 0, "S", "pause", "/pause\0"),
-            (7, 1, "S", "nginx", "nginx: master process /usr/sbin/nginx -g daemon off;\0"),
+            (
+                7,
+                1,
+                "S",
+                "nginx",
+                "nginx: master process /usr/sbin/nginx -g daemon off;\0",
+            ),
             (30, 7, "S", "nginx", "nginx: worker process\0"),
             (31, 7, "S", "nginx", "nginx: worker process\0"),
             (40, 1, "S", "pitcrew-reload", "/pitcrew-reload\0--watch\0/etc\0"),
@@ -621,7 +641,10 @@ mod tests {
         let err = find_by_name(proc.path(), "nginx", 1).unwrap_err();
         assert!(err.starts_with("no process named nginx is visible"), "{err}");
         assert!(err.contains("sees no process but its own"), "{err}");
-        assert!(err.contains("shareProcessNamespace: true") && err.contains("--pid-file"), "{err}");
+        assert!(
+            err.contains("shareProcessNamespace: true") && err.contains("--pid-file"),
+            "{err}"
+        );
 
         let proc = fake_proc(&[
             (1, 0, "S", "pause", "/pause\0"),
@@ -629,7 +652,10 @@ mod tests {
             (6, 1, "S", "sh", "/bin/sh\0"),
         ]);
         let err = find_by_name(proc.path(), "nginx", 99).unwrap_err();
-        assert!(err.contains("2 other processes are visible"), "zombies do not count: {err}");
+        assert!(
+            err.contains("2 other processes are visible"),
+            "zombies do not count: {err}"
+        );
     }
 
     #[test]
@@ -681,7 +707,10 @@ mod tests {
         let err = read(&big).unwrap_err();
         assert!(err.len() < 500, "{} bytes", err.len());
         let err = read_pid_file(&dir.path().join("missing.pid"), 1).unwrap_err();
-        assert!(err.contains("cannot read the pid file") && err.contains("not found"), "{err}");
+        assert!(
+            err.contains("cannot read the pid file") && err.contains("not found"),
+            "{err}"
+        );
         assert!(err.contains("is the app running"), "{err}");
     }
 
@@ -690,10 +719,19 @@ mod tests {
         let by_name = Target::ProcessName("nginx".into());
         let by_file = Target::PidFile("/run/nginx.pid".into());
         let message = kill_failure(Errno::PERM, 7, &by_name);
-        assert!(message.contains("same user as the app") && message.contains("KILL"), "{message}");
+        assert!(
+            message.contains("same user as the app") && message.contains("KILL"),
+            "{message}"
+        );
         let message = kill_failure(Errno::SRCH, 7, &by_file);
-        assert!(message.contains("no process has pid 7 (from /run/nginx.pid)"), "{message}");
-        assert!(message.contains("stale") && message.contains("shareProcessNamespace"), "{message}");
+        assert!(
+            message.contains("no process has pid 7 (from /run/nginx.pid)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("stale") && message.contains("shareProcessNamespace"),
+            "{message}"
+        );
         let message = kill_failure(Errno::SRCH, 7, &by_name);
         assert!(message.contains("exited before"), "{message}");
         let message = kill_failure(Errno::INVAL, 7, &by_name);

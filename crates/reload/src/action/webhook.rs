@@ -97,7 +97,10 @@ impl HttpTarget {
             return Err(fail("not an http or https URL"));
         }
         let (credentials, rest) = match rest.rfind('@') {
-            Some(at) => (Some(credentials(&rest[..at]).map_err(|err| fail(&err))?), &rest[at + 1..]),
+            Some(at) => (
+                Some(credentials(&rest[..at]).map_err(|err| fail(&err))?),
+                &rest[at + 1..],
+            ),
             None => (None, rest),
         };
         // The url crate would quietly drop or escape these: in a pod spec they are quoting
@@ -114,7 +117,9 @@ impl HttpTarget {
             return Err(fail("missing host"));
         }
         if url.fragment().is_some() {
-            return Err(fail("a `#` starts a fragment, which is never sent; write %23 in a path"));
+            return Err(fail(
+                "a `#` starts a fragment, which is never sent; write %23 in a path",
+            ));
         }
         let shown = shown(&url);
         Ok(HttpTarget {
@@ -292,7 +297,10 @@ pub struct Webhook {
 impl Webhook {
     /// A webhook to `target`. A URL with user-info and an `Authorization` header would send
     /// two credentials: refused.
-    pub fn new(target: HttpTarget, settings: std::sync::Arc<WebhookSettings>) -> Result<Webhook, ReloadError> {
+    pub fn new(
+        target: HttpTarget,
+        settings: std::sync::Arc<WebhookSettings>,
+    ) -> Result<Webhook, ReloadError> {
         if target.credentials.is_some() && settings.headers.contains_key(header::AUTHORIZATION) {
             return Err(ReloadError::Usage(format!(
                 "--webhook {} has user-info (basic auth) and --webhook-header sets Authorization: \
@@ -339,8 +347,8 @@ impl Webhook {
     /// done: `webhook POST http://…/-/reload → 200`.
     pub async fn run(&self, client: &reqwest::Client) -> Result<String, ActionError> {
         let attempts = self.settings.retries.saturating_add(1);
-        let mut backoff = pitcrew_core::backoff::Backoff::new(RETRY_FIRST, RETRY_CEILING)
-            .with_warmup(Duration::ZERO);
+        let mut backoff =
+            pitcrew_core::backoff::Backoff::new(RETRY_FIRST, RETRY_CEILING).with_warmup(Duration::ZERO);
         let start = Instant::now();
         let mut attempt = 1;
         loop {
@@ -390,9 +398,12 @@ impl Webhook {
             .headers(settings.headers.clone())
             .timeout(settings.timeout);
         if settings.method != Method::GET && settings.method != Method::HEAD {
-            // An explicit empty body sends `Content-Length: 0`, which some servers require of
-            // a POST (nginx answers 411 without it).
-            request = request.body(Vec::new());
+            // `Content-Length: 0`, as curl -d '' and Go's client (configmap-reload) send it:
+            // some servers and proxies answer 411 to a POST without a length, and hyper
+            // writes none for an empty body.
+            request = request
+                .header(header::CONTENT_LENGTH, HeaderValue::from_static("0"))
+                .body(Vec::new());
         }
         let mut response = request
             .send()
@@ -442,8 +453,17 @@ pub fn describe_request_error(err: &reqwest::Error, timeout: Duration, flag: &st
     let base = pitcrew_core::tls::describe_error(err)
         .or_else(|| pitcrew_core::tls::layers_below(err))
         .unwrap_or_else(|| "request failed".to_owned());
+    // hyper-util's layer name says nothing to a reader: "client error (SendRequest): …".
+    let base = match base.strip_prefix("client error (") {
+        Some(rest) => rest
+            .split_once("): ")
+            .map_or(base.clone(), |(_, tail)| tail.to_owned()),
+        None => base,
+    };
     if err.is_connect() && !base.starts_with("TLS") {
         format!("cannot connect: {base}")
+    } else if base.starts_with("invalid HTTP") {
+        format!("the answer is not HTTP/1.1: {base}")
     } else {
         base
     }
@@ -476,7 +496,10 @@ mod tests {
         // Escapes are decoded; a password with `/`, `#`, `?` stays whole.
         let target = HttpTarget::parse("--webhook", "https://u%40x:a%2Fb/c#d?e@h/p?q=1").unwrap();
         let credentials = target.credentials.clone().unwrap();
-        assert_eq!((credentials.user.as_str(), credentials.password.as_str()), ("u@x", "a/b/c#d?e"));
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("u@x", "a/b/c#d?e")
+        );
         assert_eq!(target.shown, "https://h/p?…");
         assert!(target.is_https());
     }
@@ -542,8 +565,27 @@ mod tests {
         assert!(set.accepts(StatusCode::SERVICE_UNAVAILABLE) && !set.accepts(StatusCode::OK));
 
         for bad in [
-            "", " ", ",", "200,", "2x", "xx", "0xx", "6xx", "02xx", "22xx", "99", "600", "1000",
-            "099", "-200", "+200", "200-299", "ok", "2xx;3xx", "２００", "99999999999999999999",
+            "",
+            " ",
+            ",",
+            "200,",
+            "2x",
+            "xx",
+            "0xx",
+            "6xx",
+            "02xx",
+            "22xx",
+            "99",
+            "600",
+            "1000",
+            "099",
+            "-200",
+            "+200",
+            "200-299",
+            "ok",
+            "2xx;3xx",
+            "２００",
+            "99999999999999999999",
         ] {
             let Err(ReloadError::Usage(message)) = StatusSet::parse(bad) else {
                 panic!("{bad:?} accepted");
@@ -616,6 +658,9 @@ mod tests {
         let Err(ReloadError::Usage(message)) = Webhook::new(target, settings) else {
             panic!("accepted");
         };
-        assert!(message.contains("give one") && !message.contains("w:rd"), "{message}");
+        assert!(
+            message.contains("give one") && !message.contains("w:rd"),
+            "{message}"
+        );
     }
 }
