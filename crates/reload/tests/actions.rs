@@ -593,6 +593,31 @@ async fn bad_pid_files_fail_the_reload_with_a_clear_message() {
         "{err}"
     );
 
+    // An app that has exited and not been reaped: kill(2) would "succeed" and do nothing.
+    let mut zombie = Command::new("/bin/true").spawn().expect("true");
+    let zombie_pid = zombie.id();
+    let start = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{zombie_pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "pid {zombie_pid} never became a zombie"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = run(&try_with(Some(format!("{zombie_pid}\n").as_bytes())))
+        .await
+        .expect_err("zombie");
+    assert!(
+        err.message
+            .contains(&format!("pid {zombie_pid} (from {shown}) has exited")),
+        "{err}"
+    );
+    zombie.wait().expect("reaped");
+
     // Our own pid: what an app in its own PID namespace writes (pid 1 there, and here).
     let err = run(&try_with(Some(format!("{}\n", std::process::id()).as_bytes())))
         .await

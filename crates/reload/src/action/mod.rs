@@ -47,7 +47,8 @@ const WEBHOOK_ENV: &str = "PITCREW_RELOAD_WEBHOOK";
 const USER_AGENT: &str = concat!("pitcrew-reload/", env!("CARGO_PKG_VERSION"));
 
 /// The action flags, flattened into `cli::Args`. Env twins are `PITCREW_RELOAD_<FLAG>`.
-#[derive(Debug, Clone, clap::Args)]
+/// `Debug` hides URL passwords and header values.
+#[derive(Clone, clap::Args)]
 pub struct ActionArgs {
     /// Signal to send the app at each reload: a name (HUP, SIGHUP, hup, USR1, USR2, TERM, INT,
     /// QUIT, WINCH, …) or its number (1). Needs --process-name or --pid-file, which alone
@@ -153,6 +154,32 @@ impl Default for ActionArgs {
             verify_body: None,
             verify_timeout: DEFAULT_VERIFY_TIMEOUT,
         }
+    }
+}
+
+impl std::fmt::Debug for ActionArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = pitcrew_core::redact::url_password;
+        let webhooks: Vec<String> = self.webhook.iter().map(|url| redact(url)).collect();
+        let header_names: Vec<&str> = self
+            .webhook_header
+            .iter()
+            .map(|header| header.split(':').next().unwrap_or_default().trim())
+            .collect();
+        f.debug_struct("ActionArgs")
+            .field("signal", &self.signal)
+            .field("process_name", &self.process_name)
+            .field("pid_file", &self.pid_file)
+            .field("webhook", &webhooks)
+            .field("webhook_method", &self.webhook_method)
+            .field("webhook_status", &self.webhook_status)
+            .field("webhook_header (names)", &header_names)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_retries", &self.webhook_retries)
+            .field("verify_url", &self.verify_url.as_deref().map(redact))
+            .field("verify_body", &self.verify_body)
+            .field("verify_timeout", &self.verify_timeout)
+            .finish()
     }
 }
 
@@ -463,6 +490,25 @@ mod tests {
             ]
         );
         let debug = format!("{actions:?}");
+        for secret in ["p@ss", "w:rd", "h-s3cr3t", "v-s3cr3t"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        let debug = format!(
+            "{:?}",
+            parse(&[
+                "--webhook",
+                "http://admin:p@ss&w:rd%@h/x",
+                "--webhook-header",
+                "X-Token: h-s3cr3t",
+                "--verify-url",
+                "http://u:v-s3cr3t@h/y",
+            ])
+            .unwrap()
+        );
+        assert!(
+            debug.contains("X-Token") && debug.contains("admin:***@h/x"),
+            "{debug}"
+        );
         for secret in ["p@ss", "w:rd", "s3cr3t"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }

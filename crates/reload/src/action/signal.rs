@@ -212,10 +212,12 @@ impl SignalAction {
                 (pid, format!("{name} (pid {pid})"))
             }
             Target::PidFile(path) => {
-                let pid = read_pid_file(path, own_pid).map_err(|message| ActionError {
-                    action: format!("signal {} to the pid in {}", self.signal, path.display()),
-                    message,
-                })?;
+                let pid = read_pid_file(path, own_pid)
+                    .and_then(|pid| not_a_zombie(&self.proc_root, pid, path))
+                    .map_err(|message| ActionError {
+                        action: format!("signal {} to the pid in {}", self.signal, path.display()),
+                        message,
+                    })?;
                 let comm = read_small(&self.proc_root.join(pid.to_string()).join("comm"))
                     .map(|comm| comm.trim().to_owned())
                     .filter(|comm| !comm.is_empty());
@@ -330,6 +332,22 @@ fn read_pid_file(path: &Path, own_pid: i32) -> Result<i32, String> {
         return Err(format!(
             "the pid file {shown} holds {pid}, which is this sidecar's own pid: the app wrote it \
              in a PID namespace of its own; set shareProcessNamespace: true in the pod spec"
+        ));
+    }
+    Ok(pid)
+}
+
+/// `pid` unless it has exited and not been reaped: `kill(2)` succeeds on such a zombie, and
+/// the signal is lost.
+fn not_a_zombie(proc_root: &Path, pid: i32, pid_file: &Path) -> Result<i32, String> {
+    let stat = read_small(&proc_root.join(pid.to_string()).join("stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|close| stat[close + 1..].split_whitespace().next());
+    if state == Some("Z") {
+        return Err(format!(
+            "pid {pid} (from {}) has exited and not been reaped yet: the app is not running",
+            pid_file.display()
         ));
     }
     Ok(pid)
@@ -712,6 +730,17 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("is the app running"), "{err}");
+    }
+
+    #[test]
+    fn a_zombie_from_a_pid_file_is_not_signalled() {
+        let proc = fake_proc(&[(5, 1, "Z", "nginx", ""), (6, 1, "S", "nginx", "nginx\0")]);
+        let file = Path::new("/run/nginx.pid");
+        let err = not_a_zombie(proc.path(), 5, file).unwrap_err();
+        assert!(err.contains("pid 5 (from /run/nginx.pid) has exited"), "{err}");
+        assert_eq!(not_a_zombie(proc.path(), 6, file), Ok(6));
+        // Gone from /proc: kill(2) says so (ESRCH), with its own message.
+        assert_eq!(not_a_zombie(proc.path(), 7, file), Ok(7));
     }
 
     #[test]
