@@ -314,6 +314,7 @@ fn digest_file(path: &Path, buffer: &mut [u8]) -> io::Result<Digest> {
 mod tests {
     use super::*;
     use pitcrew_testkit::configmap::ConfigMapVolume;
+    use std::os::unix::fs::PermissionsExt as _;
     use std::os::unix::fs::symlink;
 
     fn snap(roots: &[PathBuf]) -> Snapshot {
@@ -376,7 +377,6 @@ mod tests {
         file.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
         drop(file);
         fs::write(root.join("b.conf"), "two").unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
         fs::set_permissions(root.join("b.conf"), fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(snap(&roots), before);
 
@@ -470,7 +470,7 @@ mod tests {
         fs::write(root.join("sub/x"), "x").unwrap();
         symlink("..", root.join("sub/up")).unwrap();
         symlink(".", root.join("self")).unwrap();
-        let snapshot = recursive(&[root.clone()]);
+        let snapshot = recursive(std::slice::from_ref(&root));
         assert_eq!(names(&snapshot, &root), ["", "sub/x"]);
     }
 
@@ -543,13 +543,12 @@ mod tests {
             eprintln!("skipped: running as root, permissions are not enforced");
             return;
         }
-        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         fs::write(root.join("secret"), "s").unwrap();
         fs::write(root.join("open"), "o").unwrap();
-        fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0)).unwrap();
-        let snapshot = snap(&[root.clone()]);
+        fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+        let snapshot = snap(std::slice::from_ref(&root));
         assert_eq!(
             snapshot.problems().collect::<Vec<_>>(),
             [(root.join("secret").as_path(), "permission denied")]

@@ -86,7 +86,7 @@ struct Retry {
 }
 
 /// The loop's mutable state (apart from the reload in flight, which borrows the actions).
-struct State {
+struct Engine {
     metrics: Metrics,
     admin: AdminState,
     watcher: Watcher,
@@ -156,7 +156,7 @@ pub(crate) async fn run_with<A: Reloader>(
     // The render outputs must exist for the app whether or not anything reloads.
     initial_render(&renderer, watcher.missing())?;
 
-    let mut state = State {
+    let mut state = Engine {
         metrics,
         admin,
         watcher,
@@ -329,7 +329,7 @@ fn log_start<A: Reloader>(config: &Config<A>, renderer: &Renderer, actions: &A) 
     );
 }
 
-impl State {
+impl Engine {
     /// `--initial` and the state file decide whether the app has the content already.
     fn decide_at_start(&mut self, initial: bool) {
         let current = self.current.hex();

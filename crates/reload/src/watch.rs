@@ -13,8 +13,11 @@
 //!
 //! inotify watches inodes, not names: once PATH is deleted and recreated, or a key symlink
 //! points into a new payload directory, the old watch sees nothing more. So after every burst
-//! [`Watcher::arm`] compares each path's inode with the one it watches and watches the new one.
-//! Paths that do not exist (and whose parent does not either) are polled by the loop.
+//! [`Watcher::arm`] watches every path again (for a path watched already, on the same inode,
+//! inotify only updates the watch). Comparing inode numbers to skip that is not enough: a
+//! directory deleted and made again at once often gets the very inode number back, while its
+//! watch is gone (tried: the recreated directory went unwatched). Paths that do not exist (and
+//! whose parent does not either) are polled by the loop.
 //!
 //! Events are only a doorbell: the handler (on notify's thread) filters out what does not
 //! concern the watched paths (reads, siblings in the parent directory, the sidecar's own
@@ -27,9 +30,7 @@
 //! while it stays dead: a liveness probe restarting the sidecar beats a sidecar that silently
 //! stopped noticing changes (kiwigrid/k8s-sidecar #85).
 
-use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,9 +79,6 @@ impl Drop for AliveGuard {
     }
 }
 
-/// The inode a watch was put on (device and inode number).
-type Identity = (u64, u64);
-
 /// Watches the `--watch` paths; see the module docs.
 pub struct Watcher {
     paths: Arc<[PathBuf]>,
@@ -88,8 +86,6 @@ pub struct Watcher {
     exclude: Arc<[PathBuf]>,
     shared: Arc<Shared>,
     instance: Option<Instance>,
-    /// Every path with a watch on it, and the inode watched.
-    armed: HashMap<PathBuf, Identity>,
     /// Watched paths that do not exist now (the loop polls them).
     missing: Vec<PathBuf>,
     health: Health,
@@ -106,7 +102,6 @@ impl Watcher {
             exclude: exclude.into(),
             shared: Arc::new(Shared::default()),
             instance: None,
-            armed: HashMap::new(),
             missing: Vec::new(),
             health: Health::Live,
         };
@@ -187,7 +182,6 @@ impl Watcher {
     /// change no event announced, or when it is dead. Returns the paths that appeared.
     pub fn rearm(&mut self) -> Vec<PathBuf> {
         self.instance = None;
-        self.armed.clear();
         match self.new_instance() {
             Ok(instance) => {
                 self.instance = Some(instance);
@@ -200,22 +194,25 @@ impl Watcher {
         }
     }
 
-    /// Watches every path (and parent) that exists and is not watched on its current inode
-    /// yet; notes the paths that do not exist. Returns the paths that appeared.
+    /// Watches every path (and parent) that exists, again (see the module docs); notes the
+    /// paths that do not exist. Returns the paths that appeared.
     pub fn arm(&mut self) -> Vec<PathBuf> {
         let Some(mut instance) = self.instance.take() else {
             return self.rearm();
         };
         let mut failure = None;
         let mut appeared = Vec::new();
+        let mut parents_done: Vec<&Path> = Vec::new();
         let paths = Arc::clone(&self.paths);
         for path in paths.iter() {
             let parent = parent(path);
-            if let Ok(metadata) = std::fs::metadata(parent)
-                && metadata.is_dir()
-                && let Err(why) = self.watch(&mut instance.watcher, parent, &metadata, false)
-            {
-                failure.get_or_insert(why);
+            if !parents_done.contains(&parent) {
+                parents_done.push(parent);
+                if parent.is_dir()
+                    && let Err(why) = watch(&mut instance.watcher, parent, false)
+                {
+                    failure.get_or_insert(why);
+                }
             }
             match std::fs::metadata(path) {
                 Ok(metadata) => {
@@ -224,12 +221,11 @@ impl Watcher {
                         appeared.push(path.clone());
                     }
                     let recursive = self.recursive && metadata.is_dir();
-                    if let Err(why) = self.watch(&mut instance.watcher, path, &metadata, recursive) {
+                    if let Err(why) = watch(&mut instance.watcher, path, recursive) {
                         failure.get_or_insert(why);
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    self.armed.remove(path);
                     if !self.missing.contains(path) {
                         tracing::info!(
                             path = %path.display(),
@@ -256,34 +252,6 @@ impl Watcher {
         self.instance = Some(instance);
         self.set_health(failure.map_or(Health::Live, Health::Dead));
         appeared
-    }
-
-    /// Watches `path` unless it is watched on this inode already.
-    fn watch(
-        &mut self,
-        watcher: &mut notify::RecommendedWatcher,
-        path: &Path,
-        metadata: &std::fs::Metadata,
-        recursive: bool,
-    ) -> Result<(), String> {
-        let identity = (metadata.dev(), metadata.ino());
-        if self.armed.get(path) == Some(&identity) {
-            return Ok(());
-        }
-        let mode = if recursive {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
-        match watcher.watch(path, mode) {
-            Ok(()) => {
-                self.armed.insert(path.to_owned(), identity);
-                Ok(())
-            }
-            // Gone since the stat: the event that removed it brings the next look.
-            Err(err) if matches!(err.kind, notify::ErrorKind::PathNotFound) => Ok(()),
-            Err(err) => Err(format!("cannot watch {}: {}", path.display(), describe(&err))),
-        }
     }
 
     fn set_health(&mut self, health: Health) {
@@ -326,6 +294,24 @@ impl Watcher {
         let watcher = notify::recommended_watcher(handler)
             .map_err(|err| format!("cannot start the file watcher: {}", describe(&err)))?;
         Ok(Instance { watcher, alive })
+    }
+}
+
+/// Watches `path` (again).
+fn watch(watcher: &mut notify::RecommendedWatcher, path: &Path, recursive: bool) -> Result<(), String> {
+    let mode = if recursive {
+        RecursiveMode::Recursive
+    } else {
+        RecursiveMode::NonRecursive
+    };
+    match watcher.watch(path, mode) {
+        // Gone since the look: the event that removed it brings the next look.
+        Ok(())
+        | Err(notify::Error {
+            kind: notify::ErrorKind::PathNotFound,
+            ..
+        }) => Ok(()),
+        Err(err) => Err(format!("cannot watch {}: {}", path.display(), describe(&err))),
     }
 }
 
@@ -464,11 +450,11 @@ mod tests {
         std::fs::remove_dir(&root).unwrap();
         rung(&watcher, "the deletion").await;
         assert!(watcher.arm().is_empty());
-        assert_eq!(watcher.missing(), [root.clone()]);
+        assert_eq!(watcher.missing(), std::slice::from_ref(&root));
         assert!(watcher.needs_polling());
         std::fs::create_dir(&root).unwrap();
         rung(&watcher, "the re-creation").await;
-        assert_eq!(watcher.arm(), [root.clone()]);
+        assert_eq!(watcher.arm(), std::slice::from_ref(&root));
         assert!(!watcher.needs_polling());
         quiet(&watcher).await;
         std::fs::write(root.join("new.conf"), "x").unwrap();
@@ -481,10 +467,10 @@ mod tests {
         let root = dir.path().join("a/b/config");
         let mut watcher = Watcher::start(std::slice::from_ref(&root), false, &[]).unwrap();
         assert_eq!(watcher.health(), &Health::Live, "missing is not dead");
-        assert_eq!(watcher.missing(), [root.clone()]);
+        assert_eq!(watcher.missing(), std::slice::from_ref(&root));
         std::fs::create_dir_all(&root).unwrap();
         // Nothing watched its parent: only a look finds it.
-        assert_eq!(watcher.check(), [root.clone()]);
+        assert_eq!(watcher.check(), std::slice::from_ref(&root));
         std::fs::write(root.join("x"), "x").unwrap();
         rung(&watcher, "a file in the directory that appeared").await;
     }

@@ -1,6 +1,10 @@
 //! The loop's behaviour with a counting fake in place of the actions, on tokio's paused clock:
 //! debounce, retries and their backoff, supersession, resync, the state file, shutdown.
 //!
+//! Log lines are checked by the binary tests, not here: tracing decides per call site whether
+//! anyone listens, and with tests on parallel threads a thread-local capture misses lines
+//! (tried: the resync test lost its "change found by resync" line about one run in five).
+//!
 //! The file events are real (inotify on temp dirs, the kubelet's swap from the testkit). They
 //! come from notify's own thread in real time while the test's clock is virtual, so the tests
 //! wait for conditions with [`until`], which lets real time pass (for the events to arrive)
@@ -475,7 +479,6 @@ async fn a_corrupt_state_file_is_ignored_and_rewritten() {
     let state = dir.path().join("state");
     let _volume = ConfigMapVolume::with_texts(&root, &[("a.conf", "one")]);
     std::fs::write(&state, b"\0\xffgarbage").unwrap();
-    let (logs, _guard) = pitcrew_testkit::logs::Logs::capture();
     let fake = Fake::default();
     let harness = Harness::new(fake.clone());
     let mut config = config(&root, &fake);
@@ -486,13 +489,6 @@ async fn a_corrupt_state_file_is_ignored_and_rewritten() {
             until("the initial reload", || harness.metrics.reloads("ok") == 1).await;
         })
         .await;
-    assert!(
-        logs.lines()
-            .iter()
-            .any(|line| line.starts_with("WARN") && line.contains("state file") && line.contains("ignored")),
-        "{:?}",
-        logs.lines()
-    );
     assert!(std::fs::read_to_string(&state).unwrap().contains(&hex_of(&root)));
 }
 
@@ -528,7 +524,6 @@ async fn the_resync_finds_a_change_the_watcher_missed() {
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("app.conf"), "one").unwrap();
     std::os::unix::fs::symlink(outside.join("app.conf"), root.join("app.conf")).unwrap();
-    let (logs, _guard) = pitcrew_testkit::logs::Logs::capture();
     let fake = Fake::default();
     let harness = Harness::new(fake.clone());
     let mut config = config(&root, &fake);
@@ -550,24 +545,12 @@ async fn the_resync_finds_a_change_the_watcher_missed() {
             assert_eq!(fake.count(), 1);
         })
         .await;
-    let lines = logs.lines();
-    assert!(
-        lines
-            .iter()
-            .any(|line| line.contains("change found by resync") && line.contains("app.conf")),
-        "{lines:?}"
-    );
-    assert!(
-        lines.iter().any(|line| line.contains("missed this change")),
-        "{lines:?}"
-    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_path_that_appears_later_is_waited_for_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("not-yet/config");
-    let (logs, _guard) = pitcrew_testkit::logs::Logs::capture();
     let fake = Fake::default();
     let harness = Harness::new(fake.clone());
     harness
@@ -580,17 +563,6 @@ async fn a_path_that_appears_later_is_waited_for_and_reloaded() {
             assert_eq!(fake.runs()[0].hash, hex_of(&root));
         })
         .await;
-    let lines = logs.lines();
-    assert!(
-        lines
-            .iter()
-            .any(|line| line.contains("waiting for") && line.contains("not-yet/config to appear")),
-        "{lines:?}"
-    );
-    assert!(
-        lines.iter().any(|line| line.contains("config appeared")),
-        "{lines:?}"
-    );
 }
 
 #[tokio::test(start_paused = true)]
