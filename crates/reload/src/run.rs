@@ -45,10 +45,11 @@ use crate::{Config, Outcome, ReloadError, state};
 pub(crate) trait Reloader {
     /// No action configured.
     fn is_empty(&self) -> bool;
-    /// One line per action, for logs.
+    /// One line per action, for the start-up log.
     fn describe(&self) -> Vec<String>;
-    /// Runs every action once for content `hash` (hex).
-    fn run(&self, hash: &str) -> impl Future<Output = Result<(), ActionError>>;
+    /// Runs every action once for content `hash` (hex); says what each did, for the
+    /// "reload ok" line.
+    fn run(&self, hash: &str) -> impl Future<Output = Result<Vec<String>, ActionError>>;
 }
 
 impl Reloader for Actions {
@@ -60,8 +61,8 @@ impl Reloader for Actions {
         Actions::describe(self)
     }
 
-    fn run(&self, hash: &str) -> impl Future<Output = Result<(), ActionError>> {
-        Actions::run(self, hash)
+    fn run(&self, hash: &str) -> impl Future<Output = Result<Vec<String>, ActionError>> {
+        Actions::run_and_report(self, hash)
     }
 }
 
@@ -243,10 +244,10 @@ async fn attempt<A: Reloader>(
         }
     }
     if !actions.is_empty() {
-        if let Err(err) = actions.run(&target).await {
-            return (target, Err(err.to_string()));
+        match actions.run(&target).await {
+            Ok(reports) => done.extend(reports),
+            Err(err) => return (target, Err(err.to_string())),
         }
-        done.extend(actions.describe());
     }
     (target, Ok((started.elapsed(), done.join("; "))))
 }

@@ -80,7 +80,7 @@ impl Reloader for Fake {
         vec!["fake action".to_owned()]
     }
 
-    fn run(&self, hash: &str) -> impl Future<Output = Result<(), ActionError>> {
+    fn run(&self, hash: &str) -> impl Future<Output = Result<Vec<String>, ActionError>> {
         let fake = self.clone();
         let hash = hash.to_owned();
         async move {
@@ -107,7 +107,7 @@ impl Reloader for Fake {
             }
             tokio::time::sleep(takes).await;
             if ok {
-                Ok(())
+                Ok(vec!["fake action → ok".to_owned()])
             } else {
                 Err(ActionError {
                     action: "fake action".to_owned(),
