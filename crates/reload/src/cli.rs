@@ -174,7 +174,7 @@ pub const EXIT_CODES: &[(ExitCode, &str)] = &[
     ),
     (
         ExitCode::Usage,
-        "bad command line: no --watch, a bad URL, signal, regex or duration, --render-template and --render-output counts differ",
+        "bad command line: no --watch, a bad URL, signal, regex or duration, unpaired render flags",
     ),
     (
         ExitCode::NoInput,

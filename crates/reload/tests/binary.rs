@@ -28,7 +28,8 @@ struct Rendered {
 impl Rendered {
     fn new(text: &str) -> Rendered {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("config");
+        // A mount path with a space and a non-ASCII letter: nothing may split or mangle it.
+        let root = dir.path().join("config dir ü");
         let volume = ConfigMapVolume::with_texts(&root, &[("app.conf.tmpl", text)]);
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();

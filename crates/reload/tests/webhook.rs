@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use pitcrew_testkit::configmap::ConfigMapVolume;
-use pitcrew_testkit::http_receiver::{HttpReceiver, ReceivedRequest};
+use pitcrew_testkit::http_receiver::{Action, HttpReceiver, ReceivedRequest};
 use support::{Running, eventually, s};
 
 /// A watched ConfigMap and a receiver standing in for the app's `/-/reload`.
@@ -263,4 +263,34 @@ fn bad_action_flags_exit_64_naming_the_value() {
         assert_eq!(output.status.code(), Some(64), "{args:?}\n{stderr}");
         assert!(stderr.contains(wanted), "{wanted:?} not in\n{stderr}");
     }
+}
+
+#[test]
+fn sigterm_during_a_hanging_webhook_exits_0_at_once() {
+    let mut setup = Setup::new();
+    let url = setup.url();
+    setup.receiver.script(Action::Hang, 1);
+    let mut run = Running::start(
+        &[
+            "--watch",
+            s(&setup.root),
+            "--webhook",
+            &url,
+            "--webhook-timeout",
+            "10m",
+        ],
+        &[],
+    );
+    run.wait_ready();
+    setup.update("global: {scrape_interval: 13s}\n");
+    eventually("the hanging POST", || setup.receiver.requests().len() == 1);
+    run.signal("TERM");
+    let (code, took) = run.wait_exit();
+    assert_eq!(code, 0, "{}", run.stderr());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        run.stderr().contains("the reload in progress is abandoned"),
+        "{}",
+        run.stderr()
+    );
 }
