@@ -4,18 +4,18 @@
 //!
 //! Module map: [`cli`] (flags → [`Config`]; [`cli::main_with_args`] is the whole program),
 //! [`watch`] (inotify on the watched paths and their parents; knows when it is dead),
-//! [`hash`] (the SHA-256 content snapshot that decides what changed), [`run`] (the loop:
+//! [`hash`] (the SHA-256 content snapshot that decides what changed), [`engine`] (the loop:
 //! debounce, re-hash, render, actions, retries, resync), [`render`] (the optional `${VAR}`
 //! render step), [`state`] (the state file), [`metrics`] (`/metrics`), [`action`] (signal,
 //! webhook, verify) and [`error`] (exit codes).
 
 pub mod action;
 pub mod cli;
+pub mod engine;
 pub mod error;
 pub mod hash;
 pub mod metrics;
 pub mod render;
-pub mod run;
 pub mod state;
 pub mod watch;
 
@@ -110,5 +110,5 @@ pub async fn run(
     let renderer = render::Renderer::new(config.renders.clone(), std::env::vars_os());
     let (metrics, registry) = metrics::Metrics::new();
     let state = pitcrew_core::admin::AdminState::new(registry);
-    run::run_with(config, renderer, (metrics, state), admin, shutdown).await
+    engine::run_with(config, renderer, (metrics, state), admin, shutdown).await
 }

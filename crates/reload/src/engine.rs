@@ -157,7 +157,7 @@ pub(crate) async fn run_with<A: Reloader>(
     // The render outputs must exist for the app whether or not anything reloads.
     initial_render(&renderer, watcher.missing())?;
 
-    let mut state = Engine {
+    let mut engine = Engine {
         metrics,
         admin,
         watcher,
@@ -176,19 +176,19 @@ pub(crate) async fn run_with<A: Reloader>(
         retry: None,
         has_work,
     };
-    state.sync_health();
-    state.decide_at_start(config.initial);
+    engine.sync_health();
+    engine.decide_at_start(config.initial);
 
     let mut in_flight: Option<InFlight<'_>> = None;
     let mut next_resync = Instant::now() + config.resync;
     let mut next_poll = Instant::now() + config.poll_interval;
     loop {
         if in_flight.is_none()
-            && let Some(target) = state.reload_due()
+            && let Some(target) = engine.reload_due()
         {
             in_flight = Some(Box::pin(attempt(&renderer, actions, target)));
         }
-        let polling = state.watcher.needs_polling();
+        let polling = engine.watcher.needs_polling();
         tokio::select! {
             biased;
             signal = shutdown.recv() => {
@@ -201,24 +201,24 @@ pub(crate) async fn run_with<A: Reloader>(
             }
             (target, result) = poll_in_flight(&mut in_flight) => {
                 in_flight = None;
-                state.finished(target, result);
+                engine.finished(target, result);
             }
-            () = state.watcher.doorbell().notified() => state.rung(),
-            () = sleep_until(state.debounce_at) => {
-                state.debounce_at = None;
-                state.burst_began = None;
-                state.look_at_watcher(false);
-                state.rehash(Trigger::Events);
+            () = engine.watcher.doorbell().notified() => engine.rung(),
+            () = sleep_until(engine.debounce_at) => {
+                engine.debounce_at = None;
+                engine.burst_began = None;
+                engine.look_at_watcher(false);
+                engine.rehash(Trigger::Events);
             }
             () = tokio::time::sleep_until(next_resync) => {
                 next_resync = Instant::now() + config.resync;
-                state.rehash(Trigger::Resync);
+                engine.rehash(Trigger::Resync);
             }
             () = tokio::time::sleep_until(next_poll), if polling => {
                 next_poll = Instant::now() + config.poll_interval;
-                state.look_at_watcher(true);
+                engine.look_at_watcher(true);
             }
-            () = sleep_until(state.retry.as_ref().map(|retry| retry.at)), if in_flight.is_none() => {
+            () = sleep_until(engine.retry.as_ref().map(|retry| retry.at)), if in_flight.is_none() => {
                 // Due now: `reload_due` at the top of the loop starts it.
             }
         }
