@@ -417,11 +417,16 @@ fn a_dead_watcher_fails_healthz_until_it_can_watch_again() {
         let Some(setpriv) = pitcrew_testkit::require_binary("setpriv", &[]) else {
             return;
         };
+        // A copy in the shared temp dir: the build tree may be where 65532 cannot go (a
+        // clone under /root).
+        let copy = dir.path().join("pitcrew-reload");
+        std::fs::copy(support::BIN, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
         let inner = command(&args, &[]);
         let mut wrapped = Command::new(setpriv);
         wrapped
             .args(["--reuid=65532", "--regid=65532", "--clear-groups", "--"])
-            .arg(inner.get_program())
+            .arg(&copy)
             .args(inner.get_args())
             .env_clear()
             .env("PATH", "/usr/bin:/bin");
