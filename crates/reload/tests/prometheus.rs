@@ -234,8 +234,13 @@ fn prometheus_reloads_each_swapped_configmap_and_a_rejected_config_is_a_counted_
         sidecar.metric("pitcrew_reload_reloads_total{result=\"ok\"}") > ok_after_bravo
     });
 
-    // Prometheus scrapes the sidecar (the job is in every good generation): its parser
-    // accepts the exposition, and it sees the same counters.
+    prometheus_sees_the_sidecars_counters(&prometheus);
+    assert!(sidecar.is_running(), "log:\n{}", sidecar.log());
+}
+
+/// Prometheus scrapes the sidecar (the job is in every good generation): its parser accepts
+/// the exposition, and it sees the counters the sidecar itself shows.
+fn prometheus_sees_the_sidecars_counters(prometheus: &PrometheusPeer) {
     prometheus.wait_until_query("up{job=\"reload-sidecar\"}", |up| up == 1.0, DEADLINE);
     prometheus.wait_until_query(
         "pitcrew_reload_reloads_total{job=\"reload-sidecar\",result=\"failed\"}",
@@ -259,5 +264,4 @@ fn prometheus_reloads_each_swapped_configmap_and_a_rejected_config_is_a_counted_
         Some(1.0),
         "exactly one current config hash"
     );
-    assert!(sidecar.is_running(), "log:\n{}", sidecar.log());
 }
