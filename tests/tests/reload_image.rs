@@ -230,10 +230,12 @@ fn nginx_as_65532_is_reloaded_by_sighup_from_a_read_only_sidecar_and_serves_the_
     let logs = sidecar.logs();
     assert!(logs.contains("app.conf"), "the change names the file: {logs}");
     assert!(logs.contains("HUP"), "{logs}");
-    assert_eq!(
-        metric(admin, "pitcrew_reload_reloads_total{result=\"ok\"}"),
-        1.0,
-        "one swap, one reload; logs:\n{logs}"
+    // The swap is a burst of events: one reload (two at most on a machine slow enough to
+    // split the burst across the debounce).
+    let reloads = metric(admin, "pitcrew_reload_reloads_total{result=\"ok\"}");
+    assert!(
+        (1.0..=2.0).contains(&reloads),
+        "{reloads} reloads for one swap; logs:\n{logs}"
     );
 
     pod.swap("charlie");
