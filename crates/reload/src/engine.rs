@@ -427,7 +427,7 @@ impl Engine {
                 tracing::warn!(
                     hash = %target,
                     attempt,
-                    "reload failed: {why} (attempt {attempt}); retrying in {}",
+                    "reload attempt {attempt} failed: {why}; retrying in {}",
                     show(delay)
                 );
                 self.retry = Some(Retry {

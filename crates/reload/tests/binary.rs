@@ -131,7 +131,7 @@ fn a_deleted_and_recreated_watch_directory_keeps_working() {
     );
     run.wait_ready();
     std::fs::remove_dir_all(&root).unwrap();
-    run.wait_for_log("reload failed: render: cannot read");
+    run.wait_for_log("failed: render: cannot read");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("t"), "two\n").unwrap();
     eventually("the new directory's template rendered", || {

@@ -139,13 +139,14 @@ fn a_webhook_down_then_up_is_retried_to_success() {
     run.wait_ready();
     setup.receiver.stop();
     setup.update("global: {scrape_interval: 7s}\n");
-    let failed = format!("WARN reload failed: webhook POST {url}: cannot connect: connection refused");
+    let failed = format!("failed: webhook POST {url}: cannot connect: connection refused");
     for (attempt, pause) in [(1, "1"), (2, "2")] {
-        let wanted = format!("(attempt {attempt}); retrying in {pause}");
+        let wanted = format!("WARN reload attempt {attempt} failed: ");
+        let wanted_pause = format!("; retrying in {pause}");
         run.wait_for(&format!("failure {attempt}"), |run| {
             run.stderr()
                 .lines()
-                .any(|line| line.contains(&failed) && line.contains(&wanted))
+                .any(|line| line.contains(&failed) && line.contains(&wanted) && line.contains(&wanted_pause))
         });
     }
     setup.receiver.resume();
@@ -229,7 +230,7 @@ fn a_process_that_cannot_be_seen_fails_the_reload_naming_the_fix() {
         ],
         &[],
     );
-    run.wait_for_log("reload failed: signal HUP");
+    run.wait_for_log("failed: signal HUP");
     let stderr = run.stderr();
     assert!(stderr.contains("shareProcessNamespace: true"), "{stderr}");
     assert!(stderr.contains("retrying in 1"), "{stderr}");
