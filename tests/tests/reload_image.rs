@@ -267,7 +267,7 @@ fn a_root_nginx_is_not_signalled_by_uid_65532_the_log_names_the_fix_and_a_root_s
     let admin = free_port();
     let refused = pod.sidecar(&[], admin);
     pod.swap("bravo");
-    refused.wait_for_log("reload failed", DEADLINE);
+    refused.wait_for_log("failed: signal HUP to nginx", DEADLINE);
     let logs = refused.logs();
     assert!(logs.contains("permission denied"), "{logs}");
     assert!(logs.contains("runAsUser"), "the fix is named: {logs}");
@@ -282,7 +282,7 @@ fn a_root_nginx_is_not_signalled_by_uid_65532_the_log_names_the_fix_and_a_root_s
     let admin = free_port();
     let with_cap = pod.sidecar(&["--cap-add", "KILL"], admin);
     pod.swap("charlie");
-    with_cap.wait_for_log("reload failed", DEADLINE);
+    with_cap.wait_for_log("failed: signal HUP to nginx", DEADLINE);
     assert!(
         with_cap.logs().contains("permission denied"),
         "{}",

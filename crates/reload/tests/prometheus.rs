@@ -210,11 +210,16 @@ fn prometheus_reloads_each_swapped_configmap_and_a_rejected_config_is_a_counted_
     sidecar.wait_for("a counted failed reload", |sidecar| {
         sidecar.metric("pitcrew_reload_reloads_total{result=\"failed\"}") >= 1.0
     });
+    // The counter may be read before the line is written: wait for the line too.
+    let failed = format!("failed: webhook POST {webhook}: answered HTTP 500");
+    sidecar.wait_for(
+        "the failed reload in the log, with Prometheus's answer",
+        |sidecar| sidecar.log().contains(&failed),
+    );
     let log = sidecar.log();
-    assert!(log.contains("reload failed"), "{log}");
     assert!(
-        log.contains("500"),
-        "the log says what Prometheus answered: {log}"
+        log.contains("not a valid duration string"),
+        "Prometheus's reason: {log}"
     );
     assert!(prometheus.config_yaml().contains("generation: bravo"));
     assert!(sidecar.is_running(), "log:\n{}", sidecar.log());
