@@ -139,9 +139,18 @@ impl NginxPod {
     /// `/readyz` answers 200.
     fn sidecar(&self, docker_args: &[&str], admin_port: u16) -> Container {
         let mount = format!("{}:{CONF_DIR}:ro", self.volume.root().display());
-        let pid = format!("container:{}", self.nginx.name);
+        // One pod: nginx's PID namespace (shareProcessNamespace) and its network namespace.
+        let nginx_container = format!("container:{}", self.nginx.name);
         let admin = format!("--admin-addr=127.0.0.1:{admin_port}");
-        let mut args = vec!["--pid", &pid, "--network", &pid, "--read-only", "-v", &mount];
+        let mut args = vec![
+            "--pid",
+            &nginx_container,
+            "--network",
+            &nginx_container,
+            "--read-only",
+            "-v",
+            &mount,
+        ];
         args.extend_from_slice(docker_args);
         args.extend([
             RELOAD_IMAGE,
