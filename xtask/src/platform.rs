@@ -3,7 +3,9 @@
 //! Every image is a static musl binary `FROM scratch`, so a platform is a Rust target plus a
 //! C compiler for the one C/assembly dependency (ring). amd64 uses Debian's `musl-gcc`
 //! (musl-tools); arm64 uses Debian's cross gcc (`gcc-aarch64-linux-gnu`, glibc-targeted, which
-//! is enough: ring's C files need only the compiler's own freestanding headers), and the
+//! is enough: ring's C files need only C headers such as `stdint.h`, which the cross gcc takes
+//! from `libc6-dev-arm64-cross`; that package is only a Recommends of the gcc, which
+//! `--no-install-recommends` leaves out, so it is named here), and the
 //! toolchain's own rust-lld links against the musl libc that rustup ships with the target
 //! (`link-self-contained`, set in .cargo/config.toml). Nothing here needs a registry or an
 //! image: the arm64 binaries are built on the amd64 host and, for tests, run with Debian's
@@ -23,8 +25,8 @@ pub struct Platform {
     pub rust_target: &'static str,
     /// The environment variable the `cc` crate reads for this target's C compiler.
     cc_variable: &'static str,
-    /// The C compiler, and the Debian package that has it.
-    cc: (&'static str, &'static str),
+    /// The C compiler, and the Debian packages it needs (the compiler and its C headers).
+    cc: (&'static str, &'static [&'static str]),
     /// binutils' objcopy for this architecture (Debian's binutils, and the cross binutils that
     /// come with the cross gcc), which drops the unwind tables from the shipped binary.
     pub objcopy: &'static str,
@@ -35,7 +37,7 @@ pub const AMD64: Platform = Platform {
     arch: "amd64",
     rust_target: "x86_64-unknown-linux-musl",
     cc_variable: "CC_x86_64_unknown_linux_musl",
-    cc: ("musl-gcc", "musl-tools"),
+    cc: ("musl-gcc", &["musl-tools"]),
     objcopy: "objcopy",
 };
 
@@ -44,7 +46,12 @@ pub const ARM64: Platform = Platform {
     arch: "arm64",
     rust_target: "aarch64-unknown-linux-musl",
     cc_variable: "CC_aarch64_unknown_linux_musl",
-    cc: ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    // Regression: a fresh machine had the cross gcc but not the headers (a Recommends),
+    // and ring's build failed on `bits/libc-header-start.h`.
+    cc: (
+        "aarch64-linux-gnu-gcc",
+        &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+    ),
     objcopy: "aarch64-linux-gnu-objcopy",
 };
 
@@ -76,8 +83,10 @@ impl Platform {
         if !installed.lines().any(|line| line.trim() == self.rust_target) {
             util::run(Command::new("rustup").args(["target", "add", self.rust_target]))?;
         }
-        if std::env::var_os(self.cc_variable).is_none() && util::which(self.cc.0).is_none() {
-            util::ensure_packages(&[self.cc.1], true)?;
+        // Checked by package, not by the compiler's presence: the compiler alone was there
+        // on a machine that lacked the headers.
+        if std::env::var_os(self.cc_variable).is_none() {
+            util::ensure_packages(self.cc.1, true)?;
         }
         Ok(())
     }

@@ -48,7 +48,10 @@ const PACKAGES: &[&str] = &[
     "docker-registry",
     // arm64: the cross C compiler for ring (the aarch64 musl builds), and qemu-user to run the
     // binaries from the arm64 images (and `cargo xtask smoke-arm64`) on this amd64 machine.
+    // libc6-dev-arm64-cross: the C headers the cross gcc compiles ring with (a Recommends of
+    // the gcc, which --no-install-recommends leaves out).
     "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
     "qemu-user-static",
 ];
 

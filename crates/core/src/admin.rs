@@ -1,8 +1,10 @@
 //! The admin HTTP server sidecars expose: `/healthz`, `/readyz` and `/metrics`.
 //!
-//! Kubernetes probes hit `/healthz` (the process is alive and serving) and `/readyz` (the tool
-//! has done what it must before it counts as ready, as the tool decides through
-//! [`AdminState::set_ready`]); Prometheus scrapes `/metrics` in the OpenMetrics text format from
+//! Kubernetes probes hit `/healthz` (the process is alive and doing its job: 200 unless the tool
+//! said otherwise through [`AdminState::set_live`] or [`AdminState::set_not_live`], e.g.
+//! pitcrew-reload when its file watcher died, so that a liveness probe restarts it) and
+//! `/readyz` (the tool has done what it must before it counts as ready, as the tool decides
+//! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` in the OpenMetrics text format from
 //! the tool's prometheus-client registry. Following mini-redis, [`serve`] takes its listener
 //! and its shutdown future as arguments, so tests bind `127.0.0.1:0` and stop it at will.
 
@@ -26,10 +28,15 @@ use tokio::net::TcpListener;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the admin server reports; clone it into the tool's tasks to flip readiness.
+/// What the admin server reports; clone it into the tool's tasks to flip readiness and
+/// liveness.
 #[derive(Clone, Default)]
 pub struct AdminState {
     ready: Arc<AtomicBool>,
+    /// Why `/healthz` fails; `None` (the default) while the tool is live. A reason rather
+    /// than a flag: a liveness probe's failure is shown in `kubectl describe pod` with the
+    /// body, so it should say what died.
+    not_live: Arc<Mutex<Option<String>>>,
     registry: Arc<Mutex<Registry>>,
 }
 
@@ -38,6 +45,7 @@ impl AdminState {
     pub fn new(registry: Registry) -> Self {
         AdminState {
             ready: Arc::new(AtomicBool::new(false)),
+            not_live: Arc::new(Mutex::new(None)),
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -50,6 +58,39 @@ impl AdminState {
     /// Whether `/readyz` currently answers 200.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the tool live (`/healthz` answers 200, the default) or not live (503, with a
+    /// generic reason; [`set_not_live`](Self::set_not_live) gives one).
+    pub fn set_live(&self, live: bool) {
+        let reason = (!live).then(|| "unhealthy".to_owned());
+        *self.lock_not_live() = reason;
+    }
+
+    /// Marks the tool not live: `/healthz` answers 503 with `reason` (one line, no secrets)
+    /// until [`set_live`](Self::set_live)`(true)`.
+    pub fn set_not_live(&self, reason: impl Into<String>) {
+        let mut reason: String = reason.into();
+        // One line: it is a probe's body, shown in pod events.
+        reason.retain(|c| c != '\n' && c != '\r');
+        *self.lock_not_live() = Some(reason);
+    }
+
+    /// Whether `/healthz` currently answers 200.
+    pub fn is_live(&self) -> bool {
+        self.lock_not_live().is_none()
+    }
+
+    /// Why `/healthz` fails, if it does.
+    pub fn not_live_reason(&self) -> Option<String> {
+        self.lock_not_live().clone()
+    }
+
+    fn lock_not_live(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A poisoned lock holds a whole Option all the same.
+        self.not_live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn metrics_text(&self) -> Result<String, std::fmt::Error> {
@@ -147,7 +188,10 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
     }
     match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/healthz" => match state.not_live_reason() {
+            None => text(StatusCode::OK, "ok\n"),
+            Some(reason) => owned_text(StatusCode::SERVICE_UNAVAILABLE, format!("not live: {reason}\n")),
+        },
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/metrics" => match state.metrics_text() {
@@ -168,7 +212,15 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    plain(status, Bytes::from_static(body.as_bytes()))
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    plain(status, Bytes::from(body))
+}
+
+fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -223,6 +275,45 @@ mod tests {
         assert!((5..=30).contains(&tries), "{tries} accepts in 10s");
     }
 
+    /// pitcrew-reload's dead watcher: `/healthz` must fail (so a liveness probe restarts the
+    /// sidecar) and say why, and pass again once the tool recovers.
+    #[tokio::test]
+    async fn healthz_fails_with_the_reason_while_not_live() {
+        let state = AdminState::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async {
+            stopped.await.ok();
+        }));
+
+        assert!(get(addr, "GET", "/healthz").await.starts_with("HTTP/1.0 200"));
+        state.set_not_live("file watcher died: cannot watch /etc/config:\npermission denied");
+        assert!(!state.is_live());
+        let dead = get(addr, "GET", "/healthz").await;
+        assert!(dead.starts_with("HTTP/1.0 503"), "{dead}");
+        assert!(
+            dead.ends_with("not live: file watcher died: cannot watch /etc/config:permission denied\n"),
+            "{dead}"
+        );
+        // Readiness is a separate matter.
+        state.set_ready(true);
+        assert!(get(addr, "GET", "/readyz").await.starts_with("HTTP/1.0 200"));
+
+        state.set_live(true);
+        assert!(get(addr, "GET", "/healthz").await.starts_with("HTTP/1.0 200"));
+        state.set_live(false);
+        let generic = get(addr, "GET", "/healthz").await;
+        assert!(
+            generic.starts_with("HTTP/1.0 503") && generic.ends_with("not live: unhealthy\n"),
+            "{generic}"
+        );
+        assert!(get(addr, "HEAD", "/healthz").await.starts_with("HTTP/1.0 503"));
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn serves_health_readiness_and_metrics_until_shutdown() {
         let mut registry = Registry::default();
@@ -251,6 +342,7 @@ mod tests {
         assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
         assert!(get(addr, "GET", "/nope").await.starts_with("HTTP/1.0 404"));
+        assert!(state.is_live(), "live unless told otherwise (tail never says)");
         assert!(get(addr, "POST", "/healthz").await.starts_with("HTTP/1.0 405"));
 
         stop.send(()).unwrap();

@@ -32,8 +32,15 @@
 //! | `/files/` (prefix)          | the files a test puts in [`NginxPeer::files_dir`], as nginx serves static files: ETag, Last-Modified, `Accept-Ranges: bytes`, Range requests; `.csv` is `text/csv`, `.json` `application/json`, anything else `application/octet-stream` |
 //! | `/to-plain/` (prefix)       | 302 to `http://127.0.0.1:HTTP_PORT/files/` plus the rest of the path (from https: a downgrade) |
 //!
-//! nginx runs in the foreground without a master process, so the child we spawn is the server
-//! and killing it on drop stops everything.
+//! [`NginxPeer::start`] runs nginx in the foreground without a master process, so the child
+//! we spawn is the server and killing it on drop stops everything.
+//!
+//! Reload tests use [`NginxPeer::start_with_master_process`]: nginx as in production, a master
+//! (the child we spawn, whose pid is in [`NginxPeer::pid_file`]) and one worker. After a
+//! `SIGHUP` to the master, nginx reads its configuration again, including every `*.conf` in
+//! [`NginxPeer::conf_dir`] (inside the `server` block; none at start), and serves what was
+//! added. (Without a master, nginx's reload is for development only, and broken: tried with
+//! nginx 1.22, after a `SIGHUP` it wrote its error log into client connections.)
 
 use std::fs;
 use std::net::SocketAddr;
@@ -59,6 +66,8 @@ pub const BIG_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// A running nginx; stopped (killed and reaped) on drop.
 pub struct NginxPeer {
     child: Child,
+    /// nginx's path, for `nginx -s stop` on drop when it runs with a master process.
+    master_of: Option<PathBuf>,
     dir: tempfile::TempDir,
     http_port: u16,
     https_port: u16,
@@ -73,6 +82,21 @@ impl NginxPeer {
     /// When nginx is installed but does not start (the message has its logs), or is missing
     /// on CI.
     pub fn start() -> Option<NginxPeer> {
+        NginxPeer::start_as(false)
+    }
+
+    /// Like [`NginxPeer::start`], but with a master process and one worker, as nginx runs in
+    /// production: for tests that reload it with `SIGHUP` (see the module docs). Stopped on
+    /// drop with `nginx -s stop`, which ends the worker too.
+    ///
+    /// # Panics
+    ///
+    /// As [`NginxPeer::start`].
+    pub fn start_with_master_process() -> Option<NginxPeer> {
+        NginxPeer::start_as(true)
+    }
+
+    fn start_as(master: bool) -> Option<NginxPeer> {
         let nginx = require_binary("nginx", &["/usr/sbin/nginx"])?;
         let dir = tempfile::Builder::new()
             .prefix("pitcrew-nginx-")
@@ -81,6 +105,7 @@ impl NginxPeer {
         crate::certs::write(dir.path(), &["localhost", "127.0.0.1"]);
         write_big_json(dir.path());
         fs::create_dir_all(dir.path().join("files")).expect("create files/");
+        fs::create_dir_all(dir.path().join("conf.d")).expect("create conf.d/");
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
@@ -91,13 +116,14 @@ impl NginxPeer {
             }
             write_config(dir.path(), plain_port, tls_port);
             let _ = fs::remove_file(dir.path().join("nginx.pid"));
-            let mut child = spawn(&nginx, dir.path());
+            let mut child = spawn(&nginx, dir.path(), master);
             match wait_until_listening(&mut child, dir.path(), &[plain_port, tls_port])
                 .map_err(|problem| format!("{problem}\n{}", logs(dir.path())))
             {
                 Ok(()) => {
                     return Some(NginxPeer {
                         child,
+                        master_of: master.then(|| nginx.clone()),
                         dir,
                         http_port: plain_port,
                         https_port: tls_port,
@@ -138,6 +164,18 @@ impl NginxPeer {
     /// The directory served under `/files/`: tests put the files to download here.
     pub fn files_dir(&self) -> PathBuf {
         self.dir.path().join("files")
+    }
+
+    /// A directory whose `*.conf` files nginx includes inside its `server` block (e.g.
+    /// `location = /version { return 200 "v2"; }`): write one, then send `SIGHUP` to the pid
+    /// in [`NginxPeer::pid_file`] to have nginx read it.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("conf.d")
+    }
+
+    /// The file nginx writes its pid to (the pid of the process [`NginxPeer`] started).
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("nginx.pid")
     }
 
     /// nginx's access log so far: one line per request, e.g. to check that none was made.
@@ -185,6 +223,22 @@ impl NginxPeer {
 
 impl Drop for NginxPeer {
     fn drop(&mut self) {
+        // SIGKILL would leave a master's worker running, holding the ports: ask the master
+        // to stop (it ends its worker), and kill it only if it does not.
+        if let Some(nginx) = &self.master_of {
+            let _ = nginx_command(nginx, self.dir.path())
+                .args(["-s", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < START_DEADLINE {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -218,6 +272,7 @@ http {
         ssl_certificate DIR/server.pem;
         ssl_certificate_key DIR/server.key;
         root DIR/www;
+        include DIR/conf.d/*.conf;
         location = /healthz { return 200 "ok"; }
         location = /ready {
             default_type application/json;
@@ -315,17 +370,29 @@ fn write_big_json(dir: &Path) {
     fs::write(www.join("big.json"), format!("{head}{pad}{tail}")).expect("write big.json");
 }
 
-fn spawn(nginx: &Path, dir: &Path) -> Child {
-    let stderr = fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
-    Command::new(nginx)
+/// `nginx -p DIR -c DIR/nginx.conf -e DIR/error.log`.
+fn nginx_command(nginx: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(nginx);
+    command
         .arg("-p")
         .arg(dir)
         .arg("-c")
         .arg(dir.join("nginx.conf"))
         // -e: without it nginx first opens the packaged /var/log/nginx/error.log.
         .arg("-e")
-        .arg(dir.join("error.log"))
-        .args(["-g", "daemon off; master_process off;"])
+        .arg(dir.join("error.log"));
+    command
+}
+
+fn spawn(nginx: &Path, dir: &Path, master: bool) -> Child {
+    let stderr = fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
+    let globals = if master {
+        "daemon off;"
+    } else {
+        "daemon off; master_process off;"
+    };
+    nginx_command(nginx, dir)
+        .args(["-g", globals])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
