@@ -7,9 +7,11 @@
 //! `cargo xtask test`) put in podman's store.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use pitcrew_testkit::configmap::ConfigMapVolume;
 use pitcrew_testkit::podman::{Manifest, Pod, Podman};
 
 /// The scenarios' pods carry the names their manifests give (`postgres`, `webapp`): two
@@ -81,6 +83,41 @@ impl Scenario {
             self.secrets.push((name, data));
         }
         manifest
+    }
+
+    /// Makes podman's volume for the ConfigMap `name` of `manifest` before the pod is played,
+    /// laid out as the kubelet lays out a ConfigMap volume, and returns it so the test can
+    /// update it the kubelet's way (a new timestamped directory, `..data` swapped to it).
+    ///
+    /// podman 4.3 makes a ConfigMap volume a named volume called after the ConfigMap, holding
+    /// plain files (no `..data` symlink), and never updates it. When the volume exists already,
+    /// `podman kube play` reuses it and writes each key with Go's `os.Create`, which follows the
+    /// key's symlink into the payload directory: the kubelet's layout stays, with the same
+    /// content. The volume goes with [`Scenario::manifest`] of the file in a later run, or with
+    /// [`Scenario::remove_volume`].
+    pub fn kubelet_configmap(&self, manifest: &Manifest, name: &str) -> ConfigMapVolume {
+        let data = manifest
+            .configmaps()
+            .into_iter()
+            .find_map(|(found, data)| (found == name).then_some(data))
+            .unwrap_or_else(|| panic!("{}: no ConfigMap {name}", manifest.path().display()));
+        self.podman
+            .output(&["volume", "create", name])
+            .unwrap_or_else(|err| panic!("podman volume create {name}: {err}"));
+        let mount_point = self
+            .podman
+            .output(&["volume", "inspect", "--format", "{{.Mountpoint}}", name])
+            .unwrap_or_else(|err| panic!("podman volume inspect {name}: {err}"));
+        let files: BTreeMap<String, Vec<u8>> = data
+            .into_iter()
+            .map(|(key, value)| (key, value.into_bytes()))
+            .collect();
+        ConfigMapVolume::create(Path::new(mount_point.trim()), &files)
+    }
+
+    /// Removes the podman volume `name` (once no pod uses it).
+    pub fn remove_volume(&self, name: &str) {
+        let _ = self.podman.output(&["volume", "rm", "-f", name]);
     }
 
     /// A Secret's value, as a pod would see it.

@@ -421,3 +421,162 @@ fn shared_volume_consumer_reads_every_record_once_through_rotation() {
     assert_eq!(records, expected, "every record once, in order:\n{log}");
     drains_within_the_grace_period(&pod, &["consumer"]);
 }
+
+/// The config-reload sidecar (`config-reload/nginx.yaml`): when the ConfigMap changes the
+/// kubelet's way, pitcrew/reload sends nginx's master SIGHUP once and nginx serves the new
+/// config, without a restart; a swap to identical content reloads nothing.
+///
+/// podman 4.3 never updates a ConfigMap volume (and lays it out without `..data`), so the test
+/// makes podman's volume itself, laid out as the kubelet does, before playing the pod, and
+/// updates it on the host the kubelet's way: a new timestamped directory, `..data` swapped to
+/// it, the old one deleted (`Scenario::kubelet_configmap` says how podman is made to keep
+/// that layout). The containers see the volume through a bind mount, so the sidecar gets the
+/// same inotify events as on a node.
+// One story, top to bottom: play, change, see it served, check what the sidecar did.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn config_reload_sidecar_reloads_nginx_when_its_configmap_changes() {
+    const CONFIGMAP: &str = "nginx-site";
+    let Some(mut scenario) = Scenario::start("config-reload") else {
+        return;
+    };
+    let manifest = scenario.manifest("config-reload/nginx.yaml");
+    let mut volume = scenario.kubelet_configmap(&manifest, CONFIGMAP);
+    let site = std::fs::read_to_string(volume.path("site.conf")).expect("the ConfigMap's site.conf");
+    assert!(site.contains("config version 1"), "{site}");
+    let pod = scenario.play(&manifest, "config-reload-demo", "config-reload-demo");
+
+    let serves = |pod: &Pod, text: &str| {
+        pod.http_get("nginx", 8080, "/")
+            .is_ok_and(|answer| answer.contains(text))
+    };
+    let metrics = |pod: &Pod| pod.http_get("nginx", 9533, "/metrics").unwrap_or_default();
+    pod.wait_for("serving version 1, the sidecar ready", DEADLINE, |pod| {
+        serves(pod, "config version 1")
+            && pod
+                .http_get("nginx", 9533, "/readyz")
+                .is_ok_and(|answer| answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"))
+    });
+    // shareProcessNamespace: podman 4.3 must have put the pod's containers in one PID
+    // namespace, or the sidecar could not see nginx. Checked from nginx's side (the sidecar's
+    // image has no shell): the sidecar's process is visible there (its command name is
+    // `pitcrew`, the image's entrypoint link).
+    let processes = pod
+        .exec("nginx", &["sh", "-c", "cat /proc/[0-9]*/comm"])
+        .expect("list nginx's visible processes");
+    assert!(
+        processes.lines().any(|comm| comm.starts_with("pitcrew")),
+        "the pod does not share its PID namespace (podman ignored shareProcessNamespace?): \
+         nginx sees only\n{processes}"
+    );
+    let master_before = pod
+        .exec("nginx", &["cat", "/run/nginx.pid"])
+        .expect("nginx's pid file");
+    let started_before = pod.state("nginx").and_then(|state| state.started_at);
+
+    // The kubelet's update: a new payload, `..data` swapped to it.
+    volume.update_texts(&[("site.conf", &site.replace("config version 1", "config version 2"))]);
+    pod.wait_for("serving version 2", DEADLINE, |pod| {
+        serves(pod, "config version 2")
+    });
+    pod.wait_for("logging the reload", DEADLINE, |pod| {
+        pod.logs("config-reloader").contains("reload ok")
+    });
+    let log = pod.logs("config-reloader");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("change:") && line.contains("/etc/nginx/conf.d/site.conf")),
+        "the change names the file:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|line| line.contains("reload ok") && line.contains("signal HUP") && line.contains("nginx")),
+        "the reload says what it did:\n{log}"
+    );
+
+    // Identical content: the kubelet swaps `..data` all the same (a new resourceVersion with
+    // the same data), with the same burst of events; the hash is unchanged, so no reload.
+    // Seen through the watch-events counter, then a real change after it: if the identical
+    // swap had counted, there would be three reloads, not two.
+    let events_before = counter(&metrics(&pod), "pitcrew_reload_watch_events_total");
+    volume.update_texts(&[("site.conf", &site.replace("config version 1", "config version 2"))]);
+    pod.wait_for("seeing the identical swap", DEADLINE, |pod| {
+        counter(&metrics(pod), "pitcrew_reload_watch_events_total") > events_before
+    });
+    // Past the debounce (300ms) with room to spare, so the next change is a burst of its own.
+    std::thread::sleep(Duration::from_secs(2));
+    volume.update_texts(&[("site.conf", &site.replace("config version 1", "config version 3"))]);
+    pod.wait_for("serving version 3", DEADLINE, |pod| {
+        serves(pod, "config version 3")
+    });
+    pod.wait_for("counting the second reload", DEADLINE, |pod| {
+        counter(&metrics(pod), "pitcrew_reload_reloads_total{result=\"ok\"}") >= 2
+    });
+    let text = metrics(&pod);
+    let log = pod.logs("config-reloader");
+    assert_eq!(
+        counter(&text, "pitcrew_reload_reloads_total{result=\"ok\"}"),
+        2,
+        "one reload per real change, none for the identical swap:\n{text}\n{log}"
+    );
+    assert_eq!(
+        counter(&text, "pitcrew_reload_reloads_total{result=\"failed\"}"),
+        0,
+        "{text}\n{log}"
+    );
+    assert_eq!(
+        log.lines().filter(|line| line.contains("reload ok")).count(),
+        2,
+        "one log line per reload:\n{log}"
+    );
+    // Reloaded, not restarted: the same nginx master, the same container start.
+    assert_eq!(
+        pod.exec("nginx", &["cat", "/run/nginx.pid"])
+            .expect("nginx's pid file"),
+        master_before,
+        "nginx's master changed: it was restarted, not reloaded"
+    );
+    assert_eq!(
+        pod.state("nginx").and_then(|state| state.started_at),
+        started_before,
+        "the nginx container was restarted"
+    );
+    // SIGTERM, as the kubelet stops the pod's containers before its sandbox: exit 0 at once.
+    // Not `podman pod stop` (drains_within_the_grace_period): podman 4.3 stops the infra
+    // container with the others, and its catatonit is the init of the shared PID namespace,
+    // so the kernel SIGKILLs every process in it: every container exited 137 within half a
+    // second, whatever it did with SIGTERM (tried).
+    let stop = Instant::now();
+    scenario
+        .podman
+        .output(&["stop", &pod.container("config-reloader")])
+        .expect("podman stop the sidecar");
+    let state = pod.state("config-reloader").expect("the stopped sidecar is kept");
+    assert_eq!(
+        (state.status.as_str(), state.exit_code),
+        ("exited", 0),
+        "the sidecar did not exit cleanly on SIGTERM:\n{}",
+        pod.logs("config-reloader")
+    );
+    assert!(
+        stop.elapsed() < Duration::from_secs(10),
+        "stopping the sidecar took {:?}",
+        stop.elapsed()
+    );
+    drop(pod);
+    scenario.remove_volume(CONFIGMAP);
+}
+
+/// The value of the sample `name` (labels included, as printed) in a Prometheus text page;
+/// 0 when it is not there (a counter not yet incremented may be absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small counts
+            let whole = value as u64;
+            whole
+        })
+}

@@ -263,7 +263,7 @@ pub fn binary_path_for(tool: &Tool, platform: Platform) -> PathBuf {
 }
 
 /// The release musl binary of `tool` for `platform`, as cargo wrote it.
-fn cargo_binary_path(tool: &Tool, platform: Platform) -> PathBuf {
+pub fn cargo_binary_path(tool: &Tool, platform: Platform) -> PathBuf {
     util::target_dir()
         .join(platform.rust_target)
         .join("release")
@@ -586,7 +586,7 @@ fn build_tool_image(
 /// The comparison image: what pod specs use today (`busybox` with a shell loop), rebuilt from
 /// Debian's busybox-static because no image can be pulled here. Applet symlinks in /bin, as
 /// in the upstream busybox image, so `sh -c 'until nc …'` works as in a pod spec.
-fn build_busybox_image() -> Result<Built> {
+pub fn build_busybox_image() -> Result<Built> {
     let dir = context("busybox")?;
     let bin = dir.join("rootfs").join("bin");
     fs::create_dir_all(&bin).map_err(|err| format!("cannot create {}: {err}", bin.display()))?;

@@ -133,6 +133,16 @@ enum BenchTarget {
     /// Every image's size per platform (uncompressed and gzipped) beside Debian's
     /// busybox-static, the all-in-one against its goal, and each binary's largest crates.
     Images,
+    /// pitcrew-reload vs a busybox `sha256sum` polling loop: ConfigMap swap → webhook latency
+    /// (p50, p99, the debounce subtracted), peak RSS, image size.
+    Reload {
+        /// Kubelet-style ConfigMap swaps for pitcrew-reload (each waits out its debounce).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=5000))]
+        swaps: u64,
+        /// Swaps for the busybox loop (about 0.5 s each: it polls every second).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(5..=500))]
+        anchor_swaps: u64,
+    },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -224,6 +234,12 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Tail { size_mib, runs },
         } => bench::tail(size_mib, runs),
+        Task::Bench {
+            which: BenchTarget::Reload { swaps, anchor_swaps },
+        } => bench::reload(
+            usize::try_from(swaps).unwrap_or(usize::MAX),
+            usize::try_from(anchor_swaps).unwrap_or(usize::MAX),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,8 +35,8 @@ const EXAMPLES: &str = r#"Examples:
       --webhook http://127.0.0.1:8080/-/reload --verify-url http://127.0.0.1:8080/healthz
 
 In a pod spec, nginx reloaded by SIGHUP when its ConfigMap changes (a native sidecar; the pod
-shares one process namespace so that the sidecar sees nginx, and runs as root with only the
-KILL capability because nginx's master process is root's):
+shares one process namespace so that the sidecar sees nginx, and runs as root with no
+capabilities at all, because a signal needs the target's user and nginx's master process is root's):
   spec:
     shareProcessNamespace: true
     initContainers:
@@ -46,7 +46,7 @@ KILL capability because nginx's master process is root's):
         args: ["--watch", "/etc/nginx/conf.d", "--signal", "HUP", "--process-name", "nginx"]
         securityContext:
           runAsUser: 0
-          capabilities: {drop: ["ALL"], add: ["KILL"]}
+          capabilities: {drop: ["ALL"]}
         livenessProbe:
           httpGet: {path: /healthz, port: 9533}
         volumeMounts:

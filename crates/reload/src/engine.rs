@@ -212,7 +212,12 @@ pub(crate) async fn run_with<A: Reloader>(
             }
             () = tokio::time::sleep_until(next_resync) => {
                 next_resync = Instant::now() + config.resync;
-                engine.rehash(Trigger::Resync);
+                // While a burst is being debounced its own re-hash is due within the debounce;
+                // a resync now would reload half of the burst and then the rest (the reload
+                // benchmark saw one webhook per run come early this way).
+                if engine.debounce_at.is_none() {
+                    engine.rehash(Trigger::Resync);
+                }
             }
             () = tokio::time::sleep_until(next_poll), if polling => {
                 next_poll = Instant::now() + config.poll_interval;

@@ -603,6 +603,21 @@ impl Manifest {
             .collect()
     }
 
+    /// The ConfigMaps the file defines: name → key → value (`data`).
+    pub fn configmaps(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        self.of_kind("ConfigMap")
+            .map(|doc| {
+                let data = doc["data"]
+                    .as_hash()
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, value)| (key_text(key), value.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                (name_of(doc), data)
+            })
+            .collect()
+    }
+
     fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Yaml> + 'a {
         self.docs
             .iter()
@@ -1174,6 +1189,13 @@ mod tests {
         )
         .unwrap();
         let manifest = Manifest::load(&file);
+        assert_eq!(
+            manifest.configmaps(),
+            [(
+                "cm".to_owned(),
+                BTreeMap::from([("a".to_owned(), "b".to_owned())])
+            )]
+        );
         let secrets = manifest.secrets();
         assert_eq!(secrets[0].0, "s");
         assert_eq!(secrets[0].1["pw"], b"x&y");

@@ -6,6 +6,7 @@
 mod fetch;
 mod images;
 mod migrate;
+mod reload;
 mod render;
 mod tail;
 mod wait;
@@ -17,6 +18,7 @@ use crate::util::{self, Result};
 pub use fetch::fetch;
 pub use images::images;
 pub use migrate::migrate;
+pub use reload::reload;
 pub use render::render;
 pub use tail::tail;
 pub use wait::wait;

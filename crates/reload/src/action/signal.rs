@@ -269,7 +269,9 @@ fn kill_failure(errno: Errno, pid: i32, target: &Target) -> String {
     match errno {
         Errno::PERM => format!(
             "permission denied for pid {pid}: the sidecar must run as the same user as the app \
-             (securityContext.runAsUser) or have the KILL capability (capabilities: add: [\"KILL\"])"
+             (securityContext.runAsUser: the app's uid; runAsUser: 0 when the app runs as root). \
+             Adding the KILL capability helps only a root sidecar: Kubernetes gives a non-root \
+             container no capabilities"
         ),
         Errno::SRCH => match target {
             Target::ProcessName(_) => {

@@ -547,6 +547,35 @@ async fn the_resync_finds_a_change_the_watcher_missed() {
         .await;
 }
 
+/// Regression (seen by the reload benchmark): a resync that fell inside a debounce re-hashed at
+/// once and reloaded before the burst was over, so one burst could give two reloads.
+#[tokio::test(start_paused = true)]
+async fn a_resync_during_a_debounce_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    let mut volume = ConfigMapVolume::with_texts(&root, &[("app.conf", "one")]);
+    let fake = Fake::default();
+    let harness = Harness::new(fake.clone());
+    let mut config = config(&root, &fake);
+    config.debounce = Duration::from_secs(10);
+    config.resync = Duration::from_secs(2);
+    harness
+        .run(config, no_render(), async {
+            settle(Duration::from_secs(1)).await;
+            let started = Instant::now();
+            volume.update_texts(&[("app.conf", "two")]);
+            until("the reload", || fake.count() == 1).await;
+            assert!(
+                started.elapsed() >= Duration::from_secs(9),
+                "reloaded {:?} after the swap: a resync cut the 10 s debounce short",
+                started.elapsed()
+            );
+            settle(Duration::from_secs(5)).await;
+            assert_eq!(fake.count(), 1);
+        })
+        .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_path_that_appears_later_is_waited_for_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
