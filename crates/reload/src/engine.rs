@@ -123,14 +123,7 @@ pub(crate) async fn run_with<A: Reloader>(
     mut shutdown: Shutdown,
 ) -> Result<Outcome, ReloadError> {
     if let Some(listener) = admin_listener {
-        let address = listener
-            .local_addr()
-            .map_err(|err| ReloadError::Admin(format!("admin server: {err}")))?;
-        tracing::info!("admin server on http://{address}: /healthz, /readyz, /metrics");
-        let mut stop = shutdown.clone();
-        tokio::spawn(admin::serve(listener, admin.clone(), async move {
-            stop.recv().await;
-        }));
+        spawn_admin_server(listener, &admin, &shutdown)?;
     }
 
     if let Some(path) = &config.state_file {
@@ -232,6 +225,23 @@ pub(crate) async fn run_with<A: Reloader>(
             next_poll = Instant::now() + config.poll_interval;
         }
     }
+}
+
+/// Serves /healthz, /readyz and /metrics on `listener` until `shutdown`.
+fn spawn_admin_server(
+    listener: tokio::net::TcpListener,
+    admin: &AdminState,
+    shutdown: &Shutdown,
+) -> Result<(), ReloadError> {
+    let address = listener
+        .local_addr()
+        .map_err(|err| ReloadError::Admin(format!("admin server: {err}")))?;
+    tracing::info!("admin server on http://{address}: /healthz, /readyz, /metrics");
+    let mut stop = shutdown.clone();
+    tokio::spawn(admin::serve(listener, admin.clone(), async move {
+        stop.recv().await;
+    }));
+    Ok(())
 }
 
 /// Renders and runs the actions once for `target`; says what was done, or why it failed.

@@ -334,12 +334,15 @@ impl Webhook {
             1 => ", 1 header".to_owned(),
             count => format!(", {count} headers"),
         };
+        let retries = match settings.retries {
+            1 => "1 retry".to_owned(),
+            count => format!("{count} retries"),
+        };
         format!(
-            "{} (accepts {}; timeout {}, {} retries{headers}{auth})",
+            "{} (accepts {}; timeout {}, {retries}{headers}{auth})",
             self.name(),
             settings.accepted,
             pitcrew_core::duration::display(settings.timeout),
-            settings.retries
         )
     }
 
