@@ -106,6 +106,21 @@ impl AdminState {
     }
 }
 
+/// Reads an `--admin-addr` value: `:PORT` (every IPv4 address, what a pod's probes need),
+/// `IP:PORT` or `[IPv6]:PORT`. `None` when it is none of these; the tool says what it expects,
+/// since defaults and extra spellings (`off`) differ between tools.
+pub fn parse_listen_address(value: &str) -> Option<SocketAddr> {
+    let text = value.trim();
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().ok()?;
+        return Some(SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port,
+        ));
+    }
+    text.parse().ok()
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 ///
 /// Each connection runs on its own task; a failing connection is logged and does not stop

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExitCode;
 use std::time::Duration;
@@ -200,19 +200,13 @@ fn parse_admin_addr(value: &str) -> Result<AdminAddr, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(AdminAddr(None));
     }
-    let expected = "expected IP:PORT, :PORT or off, e.g. :9533 or 127.0.0.1:9533";
-    if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid --admin-addr {value:?}: {expected}"))?;
-        return Ok(AdminAddr(Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        ))));
-    }
-    text.parse()
+    pitcrew_core::admin::parse_listen_address(text)
         .map(|address| AdminAddr(Some(address)))
-        .map_err(|_| format!("invalid --admin-addr {value:?}: {expected}"))
+        .ok_or_else(|| {
+            format!(
+                "invalid --admin-addr {value:?}: expected IP:PORT, :PORT or off, e.g. :9533 or 127.0.0.1:9533"
+            )
+        })
 }
 
 impl Args {

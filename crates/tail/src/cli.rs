@@ -11,7 +11,7 @@
 //! values and sink credentials never appear in a message.
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExitCode;
 use std::time::Duration;
@@ -508,16 +508,9 @@ fn parse_capture_regex(value: &str) -> Result<regex_lite::Regex, String> {
 
 /// `:9090` (every address), `0.0.0.0:9090`, `127.0.0.1:9090`, `[::]:9090`.
 fn parse_admin_addr(value: &str) -> Result<SocketAddr, String> {
-    let text = value.trim();
-    let expected = "expected IP:PORT or :PORT, e.g. :9090 or 127.0.0.1:9090";
-    if let Some(port) = text.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid --admin-addr {value:?}: {expected}"))?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
-    }
-    text.parse()
-        .map_err(|_| format!("invalid --admin-addr {value:?}: {expected}"))
+    pitcrew_core::admin::parse_listen_address(value).ok_or_else(|| {
+        format!("invalid --admin-addr {value:?}: expected IP:PORT or :PORT, e.g. :9090 or 127.0.0.1:9090")
+    })
 }
 
 /// Why `name` cannot be a field name, if it cannot. The rule suits every sink: Loki label

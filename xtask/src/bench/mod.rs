@@ -141,6 +141,18 @@ pub fn median<T: Copy + Ord>(values: &mut [T]) -> T {
     values[values.len() / 2]
 }
 
+/// The `p` quantile (0 to 1) of `sorted` by nearest rank: no interpolation between two
+/// samples that never happened.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// `binaries` as the smallest image that could hold them: each binary and the shared libraries
 /// `ldd` lists, FROM scratch (`docker import`, tagged `image`). Returns the tag and its size.
 pub fn ldd_image(binaries: &[&str], image: &str, scratch: &std::path::Path) -> Result<(String, u64)> {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use pitcrew_testkit::configmap::ConfigMapVolume;
 
-use super::gzipped_size;
+use super::{gzipped_size, percentile};
 use crate::images::{self, Request};
 use crate::util::{self, Result};
 
@@ -538,17 +538,6 @@ fn parse_duration(text: &str) -> Option<Duration> {
     }
     let seconds: f64 = text.strip_suffix('s')?.trim().parse().ok()?;
     Duration::try_from_secs_f64(seconds).ok()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest rank: no interpolation between two swaps that never happened.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn ms(duration: Duration) -> String {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::gzipped_size;
+use super::{gzipped_size, percentile};
 use crate::images;
 use crate::util::{self, Result};
 
@@ -274,17 +274,6 @@ fn attempts(binary: &Path, scratch: &Path) -> Result<Vec<Attempts>> {
         });
     }
     Ok(results)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest rank: no interpolation between two runs that never happened.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn ms(duration: Duration) -> String {
