@@ -141,6 +141,17 @@ pub fn median<T: Copy + Ord>(values: &mut [T]) -> T {
     values[values.len() / 2]
 }
 
+/// The peak resident set of a running process (the kernel's VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|err| format!("process {pid}: {err}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmHWM for process {pid}"))
+}
+
 /// The `p` quantile (0 to 1) of `sorted` by nearest rank: no interpolation between two
 /// samples that never happened.
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {

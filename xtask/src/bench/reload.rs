@@ -326,16 +326,6 @@ fn kill_tree(pid: u32, signal: &str) {
     }
 }
 
-fn vm_hwm_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|err| format!("process {pid}: {err}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmHWM for process {pid}"))
-}
-
 /// A GET on 127.0.0.1:`port`: the status code and body, or `None` when nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -483,7 +473,7 @@ fn measure(
     let resyncs_changed = metrics
         .as_deref()
         .and_then(|text| metric(text, "pitcrew_reload_resyncs_total{result=\"changed\"}"));
-    let vm_hwm_kib = vm_hwm_kib(running.watcher)?;
+    let vm_hwm_kib = super::peak_rss_kib(running.watcher)?;
     running.check_alive(contender.label())?;
     // SIGTERM, as the kubelet stops a sidecar; GNU time then writes the peak RSS.
     kill_tree(running.watcher, "TERM");

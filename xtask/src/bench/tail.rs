@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{gzipped_size, median};
+use super::{gzipped_size, median, peak_rss_kib};
 use crate::images;
 use crate::util::{self, Result};
 
@@ -488,16 +488,6 @@ fn cpu_time(pid: u32) -> Result<Duration> {
         .sum();
     // Linux's USER_HZ is 100 on every architecture we run on.
     Ok(Duration::from_millis(ticks * 10))
-}
-
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|err| format!("process {pid}: {err}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmHWM for process {pid}"))
 }
 
 #[allow(clippy::cast_precision_loss)]

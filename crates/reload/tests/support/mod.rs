@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // Each test file uses its own part.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,23 +159,11 @@ impl Drop for Running {
 
 /// `GET path` on `127.0.0.1:port`: (status, body); (0, "") when nothing answers.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match pitcrew_testkit::http_client::request(address, "GET", path, b"") {
+        Ok(answer) => (answer.status, answer.body),
+        Err(_) => (0, String::new()),
+    }
 }
 
 /// The value of the counter line `series VALUE` in an OpenMetrics text (0 when absent).
