@@ -39,6 +39,9 @@ const PACKAGES: &[&str] = &[
     // `/-/reload` webhook from a ConfigMap-style volume; the metrics sidecar's tests scrape
     // with it too.
     "prometheus",
+    // pitcrew-metrics: mtail is the anchor of `cargo xtask bench metrics` (same log, an
+    // equivalent program).
+    "mtail",
     // The example pods run for real with `podman kube play` (netavark and aardvark-dns give
     // pods on one network each other's names; catatonit is the pause image's init), and
     // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx).
