@@ -261,17 +261,40 @@ struct Binding {
     labels: Vec<usize>,
 }
 
-impl Rules {
-    /// Parses and validates a rule file; refuses it with every problem found.
-    pub fn parse(text: &str) -> Result<Rules, RulesError> {
+/// The whole rule file: its three sections, each validated.
+#[derive(Debug)]
+pub struct RuleFile {
+    /// `rules:`: log line rules (empty when the section is absent).
+    pub logs: Rules,
+    /// `status:`: status documents (files and HTTP endpoints) and the gauges picked from them.
+    pub status: Vec<crate::source::status::StatusSpec>,
+    /// `statsd:`: mapping rules and the StatsD settings.
+    pub statsd: crate::source::statsd::StatsdConfig,
+}
+
+impl RuleFile {
+    /// A rule file with no sections (the sidecar run without `--config`).
+    pub fn empty() -> RuleFile {
+        RuleFile {
+            logs: Rules {
+                rules: Vec::new(),
+                metrics: Vec::new(),
+            },
+            status: Vec::new(),
+            statsd: crate::source::statsd::StatsdConfig::default(),
+        }
+    }
+
+    /// Parses and validates a rule file; refuses it with every problem found, in line order.
+    pub fn parse(text: &str) -> Result<RuleFile, RulesError> {
         let mut problems = Vec::new();
-        let rules = match parse_tree(text) {
+        let file = match parse_tree(text) {
             Ok(Some(root)) => build(&root, &mut problems),
             Ok(None) => {
                 problems.push(Problem {
                     line: 1,
                     rule: None,
-                    message: "the rule file is empty; expected a `rules:` list".into(),
+                    message: "the rule file is empty; expected `rules:`, `status:` or `statsd:`".into(),
                 });
                 None
             }
@@ -280,13 +303,21 @@ impl Rules {
                 None
             }
         };
-        match rules {
-            Some(rules) if problems.is_empty() => Ok(rules),
+        match file {
+            Some(file) if problems.is_empty() => Ok(file),
             _ => {
                 problems.sort_by_key(|problem| problem.line);
                 Err(RulesError { problems })
             }
         }
+    }
+}
+
+impl Rules {
+    /// Parses and validates a rule file and keeps its `rules:` section (a file with only
+    /// other sections gives no rules); refuses it with every problem found.
+    pub fn parse(text: &str) -> Result<Rules, RulesError> {
+        RuleFile::parse(text).map(|file| file.logs)
     }
 
     /// The rules, in file order ([`Update`]'s `rule` indexes this).
@@ -524,13 +555,13 @@ fn unquote(text: &str) -> (Cow<'_, str>, &str) {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug)]
-struct Node {
-    line: usize,
-    value: Value,
+pub(crate) struct Node {
+    pub(crate) line: usize,
+    pub(crate) value: Value,
 }
 
 #[derive(Debug)]
-enum Value {
+pub(crate) enum Value {
     /// Text, and whether it was plain (unquoted): only plain `~`/`null`/empty is null.
     Scalar(String, bool),
     List(Vec<Node>),
@@ -538,11 +569,11 @@ enum Value {
 }
 
 impl Node {
-    fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar(text, true) if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
-    fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match &self.value {
             _ if self.is_null() => "nothing",
             Value::Scalar(..) => "a scalar",
@@ -664,13 +695,14 @@ fn parse_tree(text: &str) -> Result<Option<Node>, Problem> {
 // ---------------------------------------------------------------------------------------------
 
 /// Collects problems, each stamped with the rule being read.
-struct Checker<'p> {
+pub(crate) struct Checker<'p> {
     problems: &'p mut Vec<Problem>,
-    rule: Option<(usize, Option<String>)>,
+    /// The entry being read (its line and name), stamped on each problem.
+    pub(crate) rule: Option<(usize, Option<String>)>,
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, line: usize, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, line: usize, message: impl Into<String>) {
         self.problems.push(Problem {
             line,
             rule: self.rule.clone(),
@@ -680,7 +712,7 @@ impl Checker<'_> {
 
     /// The entries of a mapping, refusing duplicate and unknown keys (a typo such as
     /// `lables:` would otherwise drop the labels without a word).
-    fn mapping<'n>(
+    pub(crate) fn mapping<'n>(
         &mut self,
         node: &'n Node,
         what: &str,
@@ -716,7 +748,7 @@ impl Checker<'_> {
         Some(map)
     }
 
-    fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
+    pub(crate) fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
         match &node.value {
             Value::Scalar(text, _) if !node.is_null() => Some(text),
             _ => {
@@ -728,7 +760,7 @@ impl Checker<'_> {
 }
 
 /// A problem was found and already reported; the caller only stops.
-struct Reported;
+pub(crate) struct Reported;
 
 /// What one `metrics:` entry says, before it is merged into a family.
 struct MetricEntry {
@@ -745,13 +777,38 @@ struct MetricEntry {
     idle_ttl: Option<Duration>,
 }
 
-fn build(root: &Node, problems: &mut Vec<Problem>) -> Option<Rules> {
+fn build(root: &Node, problems: &mut Vec<Problem>) -> Option<RuleFile> {
     let mut checker = Checker { problems, rule: None };
-    let top = checker.mapping(root, "the rule file", &["rules"])?;
-    let Some(list) = top.get("rules") else {
-        checker.problem(root.line, "the rule file has no `rules:` list");
+    let top = checker.mapping(root, "the rule file", &["rules", "status", "statsd"])?;
+    if top.is_empty() {
+        checker.problem(
+            root.line,
+            "the rule file has none of `rules:` (log lines), `status:` (status documents), `statsd:` (mappings)",
+        );
         return None;
+    }
+    let logs = match top.get("rules") {
+        Some(list) => build_log_rules(list, &mut checker)?,
+        None => Rules {
+            rules: Vec::new(),
+            metrics: Vec::new(),
+        },
     };
+    checker.rule = None;
+    let status = match top.get("status") {
+        Some(section) => crate::source::status::read_config(section, &mut checker),
+        None => Vec::new(),
+    };
+    checker.rule = None;
+    let statsd = match top.get("statsd") {
+        Some(section) => crate::source::statsd::read_config(section, &mut checker),
+        None => crate::source::statsd::StatsdConfig::default(),
+    };
+    Some(RuleFile { logs, status, statsd })
+}
+
+/// The `rules:` section: log line rules.
+fn build_log_rules(list: &Node, checker: &mut Checker<'_>) -> Option<Rules> {
     let Value::List(items) = &list.value else {
         checker.problem(
             list.line,
@@ -790,7 +847,7 @@ fn build(root: &Node, problems: &mut Vec<Problem>) -> Option<Rules> {
         }
         // A broken matcher does not stop the metrics' checks: all problems are reported at
         // once. Only the checks against its captures are left out.
-        let matcher = read_matcher(&mut checker, item, &fields);
+        let matcher = read_matcher(checker, item, &fields);
         let captures = matcher.as_ref().map(|(_, captures)| captures);
         let Some(list) = fields.get("metrics") else {
             checker.problem(item.line, "no `metrics:` list; a rule must update something");
@@ -808,14 +865,13 @@ fn build(root: &Node, problems: &mut Vec<Problem>) -> Option<Rules> {
         }
         let mut bindings = Vec::new();
         for entry in entries {
-            let Some(entry) = read_metric(&mut checker, entry, captures) else {
+            let Some(entry) = read_metric(checker, entry, captures) else {
                 continue;
             };
             if matcher.is_none() {
                 continue;
             }
-            if let Some(binding) = merge_metric(&mut checker, entry, &mut metrics, &mut by_name, &mut samples)
-            {
+            if let Some(binding) = merge_metric(checker, entry, &mut metrics, &mut by_name, &mut samples) {
                 bindings.push(binding);
             }
         }
@@ -1029,7 +1085,7 @@ fn read_metric(
     })
 }
 
-fn read_metric_name(checker: &mut Checker<'_>, node: &Node, at: Option<&Node>) -> Option<String> {
+pub(crate) fn read_metric_name(checker: &mut Checker<'_>, node: &Node, at: Option<&Node>) -> Option<String> {
     let Some(at) = at else {
         checker.problem(node.line, "a metric without `name`");
         return None;
@@ -1184,7 +1240,7 @@ fn read_value(
 }
 
 /// `max_series`: `Ok(None)` when not given.
-fn read_max_series(
+pub(crate) fn read_max_series(
     checker: &mut Checker<'_>,
     at: Option<&Node>,
     shown: &str,
@@ -1207,7 +1263,7 @@ fn read_max_series(
 }
 
 /// `idle_ttl`: `Ok(None)` when not given (series are kept).
-fn read_idle_ttl(
+pub(crate) fn read_idle_ttl(
     checker: &mut Checker<'_>,
     at: Option<&Node>,
     shown: &str,
@@ -1233,7 +1289,7 @@ fn read_idle_ttl(
     }
 }
 
-fn read_buckets(checker: &mut Checker<'_>, at: &Node, shown: &str) -> Option<Vec<f64>> {
+pub(crate) fn read_buckets(checker: &mut Checker<'_>, at: &Node, shown: &str) -> Option<Vec<f64>> {
     let Value::List(items) = &at.value else {
         checker.problem(
             at.line,
@@ -2064,6 +2120,7 @@ rules:
             ("- a\n- b\n", 1, "the rule file must be a mapping, not a list"),
             ("just text\n", 1, "must be a mapping, not a scalar"),
             ("other: 1\n", 1, "unknown key \"other\" in the rule file"),
+            ("{}\n", 1, "the rule file has none of `rules:`"),
             ("rules:\n", 1, "`rules` must be a list, not nothing"),
             ("rules: []\n", 1, "`rules` is empty"),
             ("rules:\n  - 3\n", 2, "a rule must be a mapping"),
