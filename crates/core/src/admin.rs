@@ -4,8 +4,9 @@
 //! said otherwise through [`AdminState::set_live`] or [`AdminState::set_not_live`], e.g.
 //! pitcrew-reload when its file watcher died, so that a liveness probe restarts it) and
 //! `/readyz` (the tool has done what it must before it counts as ready, as the tool decides
-//! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` in the OpenMetrics text format from
-//! the tool's prometheus-client registry. Following mini-redis, [`serve`] takes its listener
+//! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` from the tool's
+//! prometheus-client registry, in OpenMetrics or the classic Prometheus text format as the
+//! request's Accept header prefers ([`Format::negotiate`]). Following mini-redis, [`serve`] takes its listener
 //! and its shutdown future as arguments, so tests bind `127.0.0.1:0` and stop it at will.
 
 use std::convert::Infallible;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,7 +27,9 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+mod format;
+
+pub use format::{Format, escape_label_value, openmetrics_to_text};
 
 /// What the admin server reports; clone it into the tool's tasks to flip readiness and
 /// liveness.
@@ -93,16 +96,29 @@ impl AdminState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn metrics_text(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::new();
-        // A poisoned lock only means another thread panicked while registering a metric;
-        // the registry itself is still consistent enough to encode.
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        prometheus_client::encoding::text::encode(&mut text, &registry)?;
-        Ok(text)
+    /// The body of a `/metrics` answer in `format`.
+    pub fn metrics_text(&self, format: Format) -> Result<String, std::fmt::Error> {
+        let mut openmetrics = String::new();
+        {
+            // A poisoned lock only means another thread panicked while registering a metric;
+            // the registry itself is still consistent enough to encode.
+            let registry = self
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prometheus_client::encoding::text::encode_registry(&mut openmetrics, &registry)?;
+        }
+        Ok(match format {
+            Format::OpenMetrics => {
+                openmetrics.push_str("# EOF\n");
+                openmetrics
+            }
+            Format::PrometheusText => {
+                let mut text = String::with_capacity(openmetrics.len());
+                openmetrics_to_text(&openmetrics, &mut text);
+                text
+            }
+        })
     }
 }
 
@@ -209,21 +225,39 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         },
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => match state.metrics_text() {
-            Ok(body) => {
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-                response
+        "/metrics" => {
+            let format = Format::negotiate(accept(request).as_deref());
+            match state.metrics_text(format) {
+                Ok(body) => {
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let headers = response.headers_mut();
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+                    // The answer depends on Accept: a cache in between must not hand the
+                    // OpenMetrics answer to a client that asked for the classic text.
+                    headers.insert(VARY, HeaderValue::from_static("Accept"));
+                    response
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
             }
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
-        },
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz or /metrics\n",
         ),
     }
+}
+
+/// The request's Accept header values joined with `,` (HTTP allows the header to repeat);
+/// values that are not text are left out.
+fn accept(request: &Request<Incoming>) -> Option<String> {
+    let mut values = request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .peekable();
+    values.peek()?;
+    Some(values.collect::<Vec<_>>().join(","))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -252,9 +286,14 @@ mod tests {
 
     /// Sends one HTTP/1.0 request and returns the whole response (status line, headers, body).
     async fn get(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        request(addr, method, path, "").await
+    }
+
+    /// Like [`get`], with extra header lines (each ending in `\r\n`).
+    async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes())
             .await
             .unwrap();
         let mut response = String::new();
@@ -350,11 +389,47 @@ mod tests {
         state.set_ready(true);
         assert!(get(addr, "GET", "/readyz").await.starts_with("HTTP/1.0 200"));
 
+        // curl and friends: the classic text.
         let metrics = get(addr, "GET", "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
-        assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+        assert!(
+            metrics.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("vary: Accept\r\n"), "{metrics}");
+        assert!(
+            metrics.contains("# TYPE demo_requests_total counter\n"),
+            "{metrics}"
+        );
         assert!(metrics.contains("demo_requests_total 3"), "{metrics}");
-        assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+        assert!(!metrics.contains("# EOF"), "{metrics}");
+
+        // Prometheus: OpenMetrics.
+        let metrics = request(
+            addr,
+            "GET",
+            "/metrics",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        )
+        .await;
+        assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+        assert!(
+            metrics.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("# TYPE demo_requests counter\n"), "{metrics}");
+        assert!(metrics.contains("demo_requests_total 3"), "{metrics}");
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+
+        // A repeated Accept header counts as one list.
+        let metrics = request(
+            addr,
+            "GET",
+            "/metrics",
+            "Accept: text/html\r\nAccept: application/openmetrics-text\r\n",
+        )
+        .await;
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 
         assert!(get(addr, "GET", "/nope").await.starts_with("HTTP/1.0 404"));
         assert!(state.is_live(), "live unless told otherwise (tail never says)");
