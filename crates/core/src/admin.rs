@@ -6,7 +6,8 @@
 //! `/readyz` (the tool has done what it must before it counts as ready, as the tool decides
 //! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` from the tool's
 //! prometheus-client registry, in OpenMetrics or the classic Prometheus text format as the
-//! request's Accept header prefers ([`Format::negotiate`]). Following mini-redis, [`serve`] takes its listener
+//! request's Accept header prefers ([`Format::negotiate`]), followed by the families a tool
+//! writes itself ([`Exposition`], e.g. textfiles passed through). Following mini-redis, [`serve`] takes its listener
 //! and its shutdown future as arguments, so tests bind `127.0.0.1:0` and stop it at will.
 
 use std::convert::Infallible;
@@ -31,6 +32,19 @@ mod format;
 
 pub use format::{Format, escape_label_value, openmetrics_to_text};
 
+/// Families a tool writes itself, appended to `/metrics` after the registry's (before `# EOF`
+/// in OpenMetrics): what prometheus-client cannot hold, such as the summaries and untyped
+/// families of pitcrew-metrics' pass-through `*.prom` textfiles.
+///
+/// Called once per scrape, from the admin server's task: it must not block for long (read
+/// what was prepared elsewhere, do not do I/O). The writer is responsible for valid text in
+/// the format asked, names that do not clash with the registry's, and escaped label values
+/// ([`escape_label_value`]).
+pub trait Exposition: Send + Sync + 'static {
+    /// Appends this exposition's families to `out`, in `format`.
+    fn write(&self, format: Format, out: &mut String);
+}
+
 /// What the admin server reports; clone it into the tool's tasks to flip readiness and
 /// liveness.
 #[derive(Clone, Default)]
@@ -41,6 +55,8 @@ pub struct AdminState {
     /// body, so it should say what died.
     not_live: Arc<Mutex<Option<String>>>,
     registry: Arc<Mutex<Registry>>,
+    /// Written after the registry, in the order they were added.
+    expositions: Arc<Mutex<Vec<Arc<dyn Exposition>>>>,
 }
 
 impl AdminState {
@@ -50,7 +66,17 @@ impl AdminState {
             ready: Arc::new(AtomicBool::new(false)),
             not_live: Arc::new(Mutex::new(None)),
             registry: Arc::new(Mutex::new(registry)),
+            expositions: Arc::default(),
         }
+    }
+
+    /// Adds families the tool writes itself to every `/metrics` answer, after the registry's
+    /// and any added before.
+    pub fn add_exposition(&self, exposition: Arc<dyn Exposition>) {
+        self.expositions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(exposition);
     }
 
     /// Marks the tool ready (or not): `/readyz` answers 200 or 503 accordingly.
@@ -108,17 +134,33 @@ impl AdminState {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             prometheus_client::encoding::text::encode_registry(&mut openmetrics, &registry)?;
         }
-        Ok(match format {
-            Format::OpenMetrics => {
-                openmetrics.push_str("# EOF\n");
-                openmetrics
-            }
+        let mut body = match format {
+            Format::OpenMetrics => openmetrics,
             Format::PrometheusText => {
                 let mut text = String::with_capacity(openmetrics.len());
                 openmetrics_to_text(&openmetrics, &mut text);
                 text
             }
-        })
+        };
+        // A copy of the list, so that an exposition that adds another (or is slow) does not
+        // hold the lock.
+        let expositions = self
+            .expositions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for exposition in expositions {
+            exposition.write(format, &mut body);
+            // One that forgot its last newline must not glue its last sample to the next
+            // family's first line.
+            if !body.is_empty() && !body.ends_with('\n') {
+                body.push('\n');
+            }
+        }
+        if format == Format::OpenMetrics {
+            body.push_str("# EOF\n");
+        }
+        Ok(body)
     }
 }
 
@@ -299,6 +341,104 @@ mod tests {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response
+    }
+
+    /// Writes a summary (which prometheus-client cannot hold) in the format asked, and
+    /// records the formats it was asked for.
+    struct Summary {
+        asked: Mutex<Vec<Format>>,
+    }
+
+    impl Exposition for Summary {
+        fn write(&self, format: Format, out: &mut String) {
+            self.asked.lock().unwrap().push(format);
+            out.push_str("# TYPE rpc_seconds summary\n");
+            out.push_str("rpc_seconds{quantile=\"0.5\"} 0.25\nrpc_seconds_sum 3\nrpc_seconds_count 9\n");
+        }
+    }
+
+    /// Writes one gauge without the last newline.
+    struct Sloppy;
+
+    impl Exposition for Sloppy {
+        fn write(&self, _: Format, out: &mut String) {
+            out.push_str("# TYPE sloppy gauge\nsloppy 1");
+        }
+    }
+
+    /// Adds another exposition while it is being written, as a tool reacting to a new source
+    /// could: the list is not locked during writes, so this must not deadlock.
+    struct Adder {
+        state: AdminState,
+    }
+
+    impl Exposition for Adder {
+        fn write(&self, _: Format, _: &mut String) {
+            self.state.add_exposition(Arc::new(Sloppy));
+        }
+    }
+
+    #[test]
+    fn expositions_follow_the_registry_in_the_format_asked() {
+        let mut registry = Registry::default();
+        let requests = Counter::<u64>::default();
+        registry.register("demo_requests", "Requests seen by the demo", requests.clone());
+        requests.inc();
+        let state = AdminState::new(registry);
+        let summary = Arc::new(Summary {
+            asked: Mutex::new(Vec::new()),
+        });
+        // Added through a clone: the server's copy sees it.
+        state.clone().add_exposition(summary.clone());
+        state.add_exposition(Arc::new(Sloppy));
+
+        let openmetrics = state.metrics_text(Format::OpenMetrics).unwrap();
+        assert_eq!(
+            openmetrics,
+            "# HELP demo_requests Requests seen by the demo.\n\
+             # TYPE demo_requests counter\n\
+             demo_requests_total 1\n\
+             # TYPE rpc_seconds summary\n\
+             rpc_seconds{quantile=\"0.5\"} 0.25\n\
+             rpc_seconds_sum 3\n\
+             rpc_seconds_count 9\n\
+             # TYPE sloppy gauge\n\
+             sloppy 1\n\
+             # EOF\n"
+        );
+        let text = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(
+            text,
+            "# HELP demo_requests_total Requests seen by the demo.\n\
+             # TYPE demo_requests_total counter\n\
+             demo_requests_total 1\n\
+             # TYPE rpc_seconds summary\n\
+             rpc_seconds{quantile=\"0.5\"} 0.25\n\
+             rpc_seconds_sum 3\n\
+             rpc_seconds_count 9\n\
+             # TYPE sloppy gauge\n\
+             sloppy 1\n"
+        );
+        assert_eq!(
+            *summary.asked.lock().unwrap(),
+            [Format::OpenMetrics, Format::PrometheusText],
+            "once per scrape, in the format of that scrape"
+        );
+    }
+
+    #[test]
+    fn an_exposition_may_add_another_while_written() {
+        let state = AdminState::default();
+        state.add_exposition(Arc::new(Adder { state: state.clone() }));
+        let first = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(first, "", "added during this scrape: shown from the next one");
+        let second = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(second, "# TYPE sloppy gauge\nsloppy 1\n");
+        // An empty registry in OpenMetrics is just the end marker.
+        assert_eq!(
+            AdminState::default().metrics_text(Format::OpenMetrics).unwrap(),
+            "# EOF\n"
+        );
     }
 
     /// Regression: the accept loop retried at once after an error, spinning a core for as long

@@ -1,6 +1,7 @@
 //! The admin server's `/metrics` read by the real Prometheus parsers: `promtool check metrics`
 //! (the classic text format 0.0.4, what curl and older scrapers get) and a real Prometheus
-//! scraping it (it asks for OpenMetrics). Both come from Debian's `prometheus` package; a
+//! scraping it (it asks for OpenMetrics), each with a registry holding every kind
+//! prometheus-client encodes and an [`Exposition`] adding a summary. Both come from Debian's `prometheus` package; a
 //! missing one is a loud skip, or a failure on CI.
 #![cfg(feature = "admin")]
 
@@ -9,7 +10,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pitcrew_core::admin::{AdminState, Format, escape_label_value};
+use std::sync::Arc;
+
+use pitcrew_core::admin::{AdminState, Exposition, Format, escape_label_value};
+use pitcrew_testkit::prometheus::PrometheusPeer;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::CounterWithExemplar;
@@ -75,6 +79,29 @@ fn registry() -> Registry {
     );
     registry.register("demo_traced", "A counter with an exemplar", traced);
     registry
+}
+
+/// A summary, which prometheus-client cannot hold, written the same in both formats.
+struct Summary;
+
+impl Exposition for Summary {
+    fn write(&self, _: Format, out: &mut String) {
+        out.push_str(
+            "# HELP demo_rpc_seconds RPC latency.\n\
+             # TYPE demo_rpc_seconds summary\n\
+             demo_rpc_seconds{quantile=\"0.5\"} 0.25\n\
+             demo_rpc_seconds{quantile=\"0.99\"} 1.5\n\
+             demo_rpc_seconds_sum 4.5\n\
+             demo_rpc_seconds_count 9\n",
+        );
+    }
+}
+
+/// The admin state the tests serve: [`registry`] and the [`Summary`].
+fn state() -> AdminState {
+    let state = AdminState::new(registry());
+    state.add_exposition(Arc::new(Summary));
+    state
 }
 
 /// The admin server for `state` on a free loopback port, in a runtime of its own; it stops when
@@ -149,7 +176,7 @@ fn the_classic_text_passes_promtool() {
     let Some(promtool) = pitcrew_testkit::require_binary("promtool", &["/usr/bin/promtool"]) else {
         return;
     };
-    let (address, _stop) = start(AdminState::new(registry()));
+    let (address, _stop) = start(state());
     let (content_type, text) = scrape(address, None);
     assert_eq!(content_type, Format::PrometheusText.content_type());
     for wanted in [
@@ -165,6 +192,7 @@ fn the_classic_text_passes_promtool() {
         "demo_lines_total{file=\"/var/log/a \\\"quoted\\\" \\\\ }.log\"} 5\n",
         "demo_lines_total{file=\"line\\nbreak\"} 1\n",
         "demo_traced_total 2\n",
+        "demo_rpc_seconds_count 9\n",
     ] {
         assert!(text.contains(wanted), "{wanted:?} missing:\n{text}");
     }
@@ -181,4 +209,40 @@ fn the_classic_text_passes_promtool() {
         !ok,
         "promtool accepted OpenMetrics as 0.0.4 text: {said}\n{openmetrics}"
     );
+}
+
+/// Real Prometheus asks for OpenMetrics, reads every family (the exemplar, the escaped label
+/// values, the summary written after the registry) and stores the values a user queries.
+#[test]
+fn real_prometheus_reads_the_openmetrics_answer() {
+    let (address, _stop) = start(state());
+    let (content_type, openmetrics) = scrape(address, Some(PROMETHEUS_ACCEPT));
+    assert_eq!(content_type, Format::OpenMetrics.content_type());
+    assert!(
+        openmetrics.ends_with("demo_rpc_seconds_count 9\n# EOF\n"),
+        "the exposition comes last, before # EOF:\n{openmetrics}"
+    );
+    let Some(prometheus) = PrometheusPeer::scraping(&[("core", &format!("http://{address}/metrics"))]) else {
+        return;
+    };
+    let deadline = Duration::from_secs(120);
+    prometheus.wait_until_query("up{job=\"core\"}", |up| (up - 1.0).abs() < 1e-9, deadline);
+    for (query, expected) in [
+        ("demo_requests_total", 3.0),
+        ("demo_temperature_celsius", -4.0),
+        ("demo_latency_seconds_count", 2.0),
+        ("demo_latency_seconds_bucket{le=\"0.5\"}", 1.0),
+        ("demo_build_info{version=\"1.2.3\"}", 1.0),
+        (
+            "demo_lines_total{file=\"/var/log/a \\\"quoted\\\" \\\\ }.log\"}",
+            5.0,
+        ),
+        ("demo_lines_total{file=\"line\\nbreak\"}", 1.0),
+        ("demo_traced_total", 2.0),
+        ("demo_rpc_seconds{quantile=\"0.99\"}", 1.5),
+        ("demo_rpc_seconds_count", 9.0),
+    ] {
+        // Panics with the last value seen if it never comes.
+        prometheus.wait_until_query(query, |value| (value - expected).abs() < 1e-9, deadline);
+    }
 }
