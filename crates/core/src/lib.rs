@@ -11,7 +11,7 @@
 //! | `shutdown` | [`shutdown`], [`runtime`] | a future that completes on SIGTERM or SIGINT (PID 1 safe); the runtime `main` runs in |
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
-//! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
+//! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper (OpenMetrics or Prometheus text, by Accept) |
 //! | `stop`     | [`stop`]     | SIGTERM/SIGINT as a flag for synchronous tools (no runtime) |
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 //! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
