@@ -47,6 +47,9 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// At most one warning per kind of trouble (unreadable directory, clashing file) this often.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// A file modified less than this long ago is read again at each scrape (see `State::load`).
+const RACY: Duration = Duration::from_secs(2);
+
 /// The sidecar's own metrics namespace: no textfile family may use it.
 const RESERVED_PREFIX: &str = "pitcrew_metrics_";
 
@@ -235,7 +238,15 @@ impl State {
             mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec()),
             ctime_ns: i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec()),
         };
-        let fresh = self.cache.get(path).is_some_and(|cached| cached.stamp == stamp);
+        // A file changed within the last seconds may change again within the file system's
+        // timestamp granularity (a few ms) with the same size: its stamp would not show it
+        // (git's "racy" files). Such a file is read again until it has been still for a while.
+        let settled = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= RACY);
+        let fresh = settled && self.cache.get(path).is_some_and(|cached| cached.stamp == stamp);
         if !fresh {
             #[allow(clippy::cast_precision_loss)] // Unix seconds with ms precision are plenty
             let mtime = metadata.mtime() as f64 + f64::from(u32::try_from(metadata.mtime_nsec() / 1_000_000).unwrap_or(0)) / 1000.0;
