@@ -2,6 +2,7 @@
 //! the mappings and caps, name clashes, garbage that must never stop the listener, prompt
 //! shutdown; and the rule file's `statsd:` section, refused with every problem at its line.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,9 +156,7 @@ async fn sets_count_distinct_members_per_label_set() {
     let mut running = Running::start(StatsdConfig::default()).await;
     running.send(b"users:alice|s\nusers:bob|s\nusers:alice|s");
     running.send(b"users:carol|s|#shard:b");
-    running
-        .wait_for(&["users 2.0", "users{shard=\"b\"} 1.0"])
-        .await;
+    running.wait_for(&["users 2.0", "users{shard=\"b\"} 1.0"]).await;
     running.send(b"users:dave|s");
     running.wait_for(&["users 3.0"]).await;
     running.stop().await;
@@ -342,10 +341,11 @@ async fn a_flood_of_distinct_names_keeps_the_listener_bounded_and_responsive() {
     let mut running = Running::start(config).await;
     let mut datagrams: Vec<Vec<u8>> = (0..40)
         .map(|batch| {
-            (0..500)
-                .map(|index| format!("n{batch}x{index}:1|c\n"))
-                .collect::<String>()
-                .into_bytes()
+            let mut datagram = String::new();
+            for index in 0..500 {
+                let _ = writeln!(datagram, "n{batch}x{index}:1|c");
+            }
+            datagram.into_bytes()
         })
         .collect();
     datagrams.push(b"n0x0:1|c".to_vec());

@@ -63,8 +63,14 @@ fn a_good_file_is_served_in_both_formats() {
     let exposition = exposition(dir.path());
     let text = scrape(&exposition, Format::PrometheusText);
     assert!(text.contains("# TYPE backup_files_total counter\n"), "{text}");
-    assert!(text.contains("backup_files_total{volume=\"data\"} 12\n"), "{text}");
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 0\n"), "{text}");
+    assert!(
+        text.contains("backup_files_total{volume=\"data\"} 12\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 0\n"),
+        "{text}"
+    );
     let file = dir.path().join("backup.prom");
     assert!(
         text.contains(&format!(
@@ -76,8 +82,14 @@ fn a_good_file_is_served_in_both_formats() {
     promtool_accepts(&text);
 
     let openmetrics = scrape(&exposition, Format::OpenMetrics);
-    assert!(openmetrics.contains("# TYPE backup_files counter\n"), "{openmetrics}");
-    assert!(openmetrics.contains("# HELP backup_files Files backed up.\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("# TYPE backup_files counter\n"),
+        "{openmetrics}"
+    );
+    assert!(
+        openmetrics.contains("# HELP backup_files Files backed up.\n"),
+        "{openmetrics}"
+    );
     assert!(
         openmetrics.contains("backup_files_total{volume=\"logs\"} 3\n"),
         "{openmetrics}"
@@ -95,11 +107,20 @@ fn a_bad_file_is_left_out_whole_and_the_others_are_still_served() {
     std::fs::write(dir.path().join("d_binary.prom"), [0xff, 0xfe, b'\n']).unwrap();
     let exposition = exposition(dir.path());
     let text = scrape(&exposition, Format::PrometheusText);
-    assert!(text.contains("backup_files_total{volume=\"data\"} 12\n"), "{text}");
+    assert!(
+        text.contains("backup_files_total{volume=\"data\"} 12\n"),
+        "{text}"
+    );
     assert!(!text.contains("half_written"), "{text}");
     assert!(!text.contains("cut_short"), "{text}");
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 1\n"), "{text}");
-    assert!(!text.contains("b_bad.prom"), "no mtime for a file left out: {text}");
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("b_bad.prom"),
+        "no mtime for a file left out: {text}"
+    );
     promtool_accepts(&text);
 
     // Fixed: served at the next scrape.
@@ -108,7 +129,10 @@ fn a_bad_file_is_left_out_whole_and_the_others_are_still_served() {
     std::fs::remove_file(dir.path().join("d_binary.prom")).unwrap();
     let text = scrape(&exposition, Format::PrometheusText);
     assert!(text.contains("half_written 1\n"), "{text}");
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 0\n"), "{text}");
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 0\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -123,13 +147,24 @@ fn the_same_family_in_two_files_is_merged_when_it_agrees() {
     write(dir.path(), "two.prom", &part("logs", 2));
     let exposition = exposition(dir.path());
     let text = scrape(&exposition, Format::PrometheusText);
-    assert_eq!(text.matches("# TYPE backup_files_total counter").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("# TYPE backup_files_total counter").count(),
+        1,
+        "{text}"
+    );
     assert!(text.contains("backup_files_total{volume=\"data\"} 1\n"), "{text}");
     assert!(text.contains("backup_files_total{volume=\"logs\"} 2\n"), "{text}");
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 0\n"), "{text}");
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 0\n"),
+        "{text}"
+    );
     promtool_accepts(&text);
     let openmetrics = scrape(&exposition, Format::OpenMetrics);
-    assert_eq!(openmetrics.matches("# TYPE backup_files counter").count(), 1, "{openmetrics}");
+    assert_eq!(
+        openmetrics.matches("# TYPE backup_files counter").count(),
+        1,
+        "{openmetrics}"
+    );
 }
 
 #[test]
@@ -137,21 +172,45 @@ fn clashing_files_and_names_the_sidecar_serves_are_left_out() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.prom", "# TYPE jobs gauge\njobs{q=\"a\"} 1\n");
     // Same name, another type: the later file goes.
-    write(dir.path(), "b.prom", "# TYPE jobs counter\njobs{q=\"b\"} 1\nother_b 1\n");
+    write(
+        dir.path(),
+        "b.prom",
+        "# TYPE jobs counter\njobs{q=\"b\"} 1\nother_b 1\n",
+    );
     // Same series as a.prom.
-    write(dir.path(), "c.prom", "# TYPE jobs gauge\njobs{q=\"a\"} 2\nother_c 1\n");
+    write(
+        dir.path(),
+        "c.prom",
+        "# TYPE jobs gauge\njobs{q=\"a\"} 2\nother_c 1\n",
+    );
     // x_total as a counter occupies `x` in OpenMetrics, which d.prom's gauge has.
     write(dir.path(), "d.prom", "# TYPE x gauge\nx 1\n");
-    write(dir.path(), "e.prom", "# TYPE x_total counter\nx_total 1\nother_e 1\n");
+    write(
+        dir.path(),
+        "e.prom",
+        "# TYPE x_total counter\nx_total 1\nother_e 1\n",
+    );
     // The sidecar's own namespace, and a name the registry's part of the scrape has.
     write(dir.path(), "f.prom", "pitcrew_metrics_fake 1\n");
-    write(dir.path(), "g.prom", "# TYPE app_requests counter\napp_requests 5\n");
+    write(
+        dir.path(),
+        "g.prom",
+        "# TYPE app_requests counter\napp_requests 5\n",
+    );
     let exposition = exposition(dir.path());
-    let mut out = String::from("# HELP app_requests From a log rule.\n# TYPE app_requests counter\napp_requests_total 3\n");
+    let mut out = String::from(
+        "# HELP app_requests From a log rule.\n# TYPE app_requests counter\napp_requests_total 3\n",
+    );
     exposition.write(Format::PrometheusText, &mut out);
     assert!(out.contains("jobs{q=\"a\"} 1\n"), "{out}");
     assert!(out.contains("x 1\n"), "{out}");
-    for left_out in ["other_b", "other_c", "other_e", "pitcrew_metrics_fake", "app_requests 5"] {
+    for left_out in [
+        "other_b",
+        "other_c",
+        "other_e",
+        "pitcrew_metrics_fake",
+        "app_requests 5",
+    ] {
         assert!(!out.contains(left_out), "{left_out}: {out}");
     }
     assert!(out.contains("pitcrew_metrics_textfile_scrape_error 1\n"), "{out}");
@@ -199,17 +258,30 @@ legacy{path=\"a\\\"b\\\\c\\nd\"} 4
     let a_done = openmetrics.find("rpc_seconds_count{m=\"a\"}").unwrap();
     let b_first = openmetrics.find("rpc_seconds{quantile=\"0.5\",m=\"b\"}").unwrap();
     assert!(a_done < b_first, "{openmetrics}");
-    assert!(openmetrics.contains("h_seconds_bucket{le=\"+Inf\"} 2\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("h_seconds_bucket{le=\"+Inf\"} 2\n"),
+        "{openmetrics}"
+    );
 }
 
 #[test]
 fn a_counter_without_total_keeps_its_name_as_unknown_in_openmetrics() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "c.prom", "# TYPE restarts counter\nrestarts 3\n# TYPE neg_total counter\nneg_total -1\n");
+    write(
+        dir.path(),
+        "c.prom",
+        "# TYPE restarts counter\nrestarts 3\n# TYPE neg_total counter\nneg_total -1\n",
+    );
     let exposition = exposition(dir.path());
     let openmetrics = scrape(&exposition, Format::OpenMetrics);
-    assert!(openmetrics.contains("# TYPE restarts unknown\nrestarts 3\n"), "{openmetrics}");
-    assert!(openmetrics.contains("# TYPE neg_total unknown\nneg_total -1\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("# TYPE restarts unknown\nrestarts 3\n"),
+        "{openmetrics}"
+    );
+    assert!(
+        openmetrics.contains("# TYPE neg_total unknown\nneg_total -1\n"),
+        "{openmetrics}"
+    );
 }
 
 #[test]
@@ -240,7 +312,11 @@ fn only_prom_regular_files_are_read_and_big_ones_are_refused() {
     std::fs::write(dir.path().join("sub.prom/inner.prom"), "inner 1\n").unwrap();
     // ConfigMap volumes are symlinks into ..data: followed. A dangling one is skipped.
     std::fs::create_dir(dir.path().join("..data")).unwrap();
-    std::fs::write(dir.path().join("..data/linked.prom"), "# HELP linked Linked.\nlinked 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("..data/linked.prom"),
+        "# HELP linked Linked.\nlinked 1\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("..data/linked.prom", dir.path().join("linked.prom")).unwrap();
     std::os::unix::fs::symlink("..data/gone.prom", dir.path().join("gone.prom")).unwrap();
     let big = "big 1\n".repeat(800_000);
@@ -252,7 +328,10 @@ fn only_prom_regular_files_are_read_and_big_ones_are_refused() {
     for absent in ["hidden", "txt", "inner", "big 1"] {
         assert!(!text.contains(absent), "{absent}: {text}");
     }
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 1\n"), "the big file: {text}");
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 1\n"),
+        "the big file: {text}"
+    );
     promtool_accepts(&text);
 }
 
@@ -261,7 +340,10 @@ fn a_missing_directory_is_an_empty_one() {
     let dir = tempfile::tempdir().unwrap();
     let exposition = exposition(&dir.path().join("not-yet"));
     let text = scrape(&exposition, Format::OpenMetrics);
-    assert!(text.contains("pitcrew_metrics_textfile_scrape_error 0\n"), "{text}");
+    assert!(
+        text.contains("pitcrew_metrics_textfile_scrape_error 0\n"),
+        "{text}"
+    );
     std::fs::create_dir(dir.path().join("not-yet")).unwrap();
     write(&dir.path().join("not-yet"), "late.prom", "late 1\n");
     assert!(scrape(&exposition, Format::OpenMetrics).contains("late 1\n"));

@@ -146,10 +146,7 @@ pub(crate) fn read_config(section: &Node, checker: &mut Checker<'_>) -> StatsdCo
         };
         match parsed {
             Some(max) => config.max_metrics = max,
-            None => checker.problem(
-                at.line,
-                "`statsd`: `max_metrics` must be a whole number above 0",
-            ),
+            None => checker.problem(at.line, "`statsd`: `max_metrics` must be a whole number above 0"),
         }
     }
     if let Ok(ttl) = read_idle_ttl(checker, fields.get("idle_ttl").copied(), "`statsd`") {
@@ -172,10 +169,12 @@ fn read_mappings(list: &Node, checker: &mut Checker<'_>) -> Vec<MappingRule> {
     for item in items {
         // The glob names the entry in every problem, as a log rule's name does.
         let shown = match &item.value {
-            Value::Map(entries) => entries.iter().find_map(|(key, value)| match (&key.value, &value.value) {
-                (Value::Scalar(key, _), Value::Scalar(glob, _)) if key == "match" => Some(glob.clone()),
-                _ => None,
-            }),
+            Value::Map(entries) => entries
+                .iter()
+                .find_map(|(key, value)| match (&key.value, &value.value) {
+                    (Value::Scalar(key, _), Value::Scalar(glob, _)) if key == "match" => Some(glob.clone()),
+                    _ => None,
+                }),
             _ => None,
         };
         checker.rule = Some((item.line, shown));
@@ -194,12 +193,14 @@ fn read_mapping(item: &Node, checker: &mut Checker<'_>) -> Option<MappingRule> {
         &["match", "name", "labels", "action", "match_metric_type"],
     )?;
     let mut ok = true;
-    let pattern = match fields.get("match") {
-        Some(at) => checker.string(at, "`match`").map(str::to_owned),
-        None => {
-            checker.problem(item.line, "a StatsD mapping without `match` (a glob such as \"app.*.requests\")");
-            None
-        }
+    let pattern = if let Some(at) = fields.get("match") {
+        checker.string(at, "`match`").map(str::to_owned)
+    } else {
+        checker.problem(
+            item.line,
+            "a StatsD mapping without `match` (a glob such as \"app.*.requests\")",
+        );
+        None
     };
     let drop = match fields.get("action") {
         None => false,
@@ -207,7 +208,10 @@ fn read_mapping(item: &Node, checker: &mut Checker<'_>) -> Option<MappingRule> {
             Some("drop") => true,
             Some("map") => false,
             Some(other) => {
-                checker.problem(at.line, format!("unknown `action` {other:?}; expected map or drop"));
+                checker.problem(
+                    at.line,
+                    format!("unknown `action` {other:?}; expected map or drop"),
+                );
                 ok = false;
                 false
             }
@@ -237,69 +241,8 @@ fn read_mapping(item: &Node, checker: &mut Checker<'_>) -> Option<MappingRule> {
         );
         ok = false;
     }
-    let mut labels = Vec::new();
-    if let Some(at) = fields.get("labels") {
-        match &at.value {
-            Value::Map(entries) => {
-                for (key, value) in entries {
-                    let label = checker.string(key, "a label name");
-                    let template = if value.is_null() {
-                        // `label:` with nothing: the empty value that removes a tag.
-                        Some("")
-                    } else {
-                        checker.string(value, "a label value")
-                    };
-                    match (label, template) {
-                        (Some(label), Some(template)) => labels.push((label.to_owned(), template.to_owned())),
-                        _ => ok = false,
-                    }
-                }
-            }
-            _ if at.is_null() => {}
-            _ => {
-                checker.problem(
-                    at.line,
-                    format!(
-                        "`labels` must be a mapping of label name to value (\"$1\" for a capture), not {}",
-                        at.describe()
-                    ),
-                );
-                ok = false;
-            }
-        }
-    }
-    let metric_type = match fields.get("match_metric_type") {
-        None => None,
-        Some(at) => match checker.string(at, "`match_metric_type`") {
-            Some("counter") => Some(MetricType::Counter),
-            Some("gauge") => Some(MetricType::Gauge),
-            // statsd_exporter's word, and `timer`, its older name for the same thing.
-            Some("observer" | "timer") => Some(MetricType::Observer),
-            Some("set") => Some(MetricType::Set),
-            Some(other @ ("histogram" | "distribution")) => {
-                checker.problem(
-                    at.line,
-                    format!(
-                        "`match_metric_type: {other}`: timers, histograms and distributions are matched together as `observer` (statsd_exporter's word)"
-                    ),
-                );
-                ok = false;
-                None
-            }
-            Some(other) => {
-                checker.problem(
-                    at.line,
-                    format!("unknown `match_metric_type` {other:?}; expected counter, gauge, observer (or timer) or set"),
-                );
-                ok = false;
-                None
-            }
-            None => {
-                ok = false;
-                None
-            }
-        },
-    };
+    let labels = read_labels(fields.get("labels").copied(), checker, &mut ok);
+    let metric_type = read_metric_type(fields.get("match_metric_type").copied(), checker, &mut ok);
     let rule = MappingRule {
         pattern: pattern?,
         name: name?,
@@ -314,6 +257,78 @@ fn read_mapping(item: &Node, checker: &mut Checker<'_>) -> Option<MappingRule> {
         return None;
     }
     ok.then_some(rule)
+}
+
+/// `labels:`, a mapping of label name to value template.
+fn read_labels(at: Option<&Node>, checker: &mut Checker<'_>, ok: &mut bool) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    if let Some(at) = at {
+        match &at.value {
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let label = checker.string(key, "a label name");
+                    let template = if value.is_null() {
+                        // `label:` with nothing: the empty value that removes a tag.
+                        Some("")
+                    } else {
+                        checker.string(value, "a label value")
+                    };
+                    match (label, template) {
+                        (Some(label), Some(template)) => labels.push((label.to_owned(), template.to_owned())),
+                        _ => *ok = false,
+                    }
+                }
+            }
+            _ if at.is_null() => {}
+            _ => {
+                checker.problem(
+                    at.line,
+                    format!(
+                        "`labels` must be a mapping of label name to value (\"$1\" for a capture), not {}",
+                        at.describe()
+                    ),
+                );
+                *ok = false;
+            }
+        }
+    }
+    labels
+}
+
+/// `match_metric_type:`.
+fn read_metric_type(at: Option<&Node>, checker: &mut Checker<'_>, ok: &mut bool) -> Option<MetricType> {
+    match at {
+        None => None,
+        Some(at) => match checker.string(at, "`match_metric_type`") {
+            Some("counter") => Some(MetricType::Counter),
+            Some("gauge") => Some(MetricType::Gauge),
+            // statsd_exporter's word, and `timer`, its older name for the same thing.
+            Some("observer" | "timer") => Some(MetricType::Observer),
+            Some("set") => Some(MetricType::Set),
+            Some(other @ ("histogram" | "distribution")) => {
+                checker.problem(
+                    at.line,
+                    format!(
+                        "`match_metric_type: {other}`: timers, histograms and distributions are matched together as `observer` (statsd_exporter's word)"
+                    ),
+                );
+                *ok = false;
+                None
+            }
+            Some(other) => {
+                checker.problem(
+                    at.line,
+                    format!("unknown `match_metric_type` {other:?}; expected counter, gauge, observer (or timer) or set"),
+                );
+                *ok = false;
+                None
+            }
+            None => {
+                *ok = false;
+                None
+            }
+        },
+    }
 }
 
 /// What a StatsD name and type resolve to, cached.
@@ -416,8 +431,9 @@ impl StatsdSource {
         store: &Store,
         registry: &mut Registry,
     ) -> Result<Self, MetricsError> {
-        let mapper = statsd::Mapper::new(&config.mappings)
-            .map_err(|err| MetricsError::Config(format!("statsd mapping {}: {}", err.rule + 1, err.reason)))?;
+        let mapper = statsd::Mapper::new(&config.mappings).map_err(|err| {
+            MetricsError::Config(format!("statsd mapping {}: {}", err.rule + 1, err.reason))
+        })?;
         let packets = Counter::default();
         registry.register(
             "pitcrew_metrics_statsd_packets",
@@ -500,6 +516,9 @@ fn type_index(metric_type: MetricType) -> usize {
     }
 }
 
+/// One store update: family, flattened label pairs, operation.
+type Update = (FamilyId, Vec<String>, Op);
+
 /// One store update planned for a datagram, with the sample it came from.
 struct Planned {
     sample: usize,
@@ -530,68 +549,8 @@ impl Listener {
             );
         }
 
-        let mut updates: Vec<(FamilyId, Vec<String>, Op)> = Vec::with_capacity(samples.len());
-        let mut planned: Vec<Planned> = Vec::with_capacity(samples.len());
         let mut sample_results: Vec<Fate> = vec![Fate::Ok; samples.len()];
-        let mut budget = MAX_OBSERVATIONS_PER_DATAGRAM;
-        for (index, sample) in samples.iter().enumerate() {
-            let (id, metric, histogram) = match self.resolve(sample.name, sample.metric_type(), now) {
-                Resolved::Family { id, metric, histogram } => (id, metric, histogram),
-                Resolved::Dropped => {
-                    sample_results[index] = Fate::DroppedByMapping;
-                    continue;
-                }
-                Resolved::TooMany => {
-                    sample_results[index] = Fate::TooManyMetrics;
-                    continue;
-                }
-                Resolved::Conflict => {
-                    sample_results[index] = Fate::TypeConflict;
-                    continue;
-                }
-            };
-            let mapped = metric.with_tags(sample.tags);
-            let mut labels = Vec::with_capacity(mapped.labels.len() * 2);
-            for (name, value) in mapped.labels {
-                // `le` is the histogram's bucket label; a tag of that name would break it.
-                if histogram && name == "le" {
-                    continue;
-                }
-                labels.push(name);
-                labels.push(value);
-            }
-            match sample.value {
-                statsd::Value::Counter(by) => push(&mut updates, &mut planned, index, id, labels, Op::Add(by)),
-                statsd::Value::Gauge(value) => push(&mut updates, &mut planned, index, id, labels, Op::Set(value)),
-                statsd::Value::GaugeDelta(by) => push(&mut updates, &mut planned, index, id, labels, Op::Add(by)),
-                statsd::Value::Observation { value, count, .. } => {
-                    let count = usize::try_from(count).unwrap_or(1).clamp(1, budget.max(1));
-                    budget = budget.saturating_sub(count);
-                    for _ in 1..count {
-                        push(&mut updates, &mut planned, index, id, labels.clone(), Op::Observe(value));
-                    }
-                    push(&mut updates, &mut planned, index, id, labels, Op::Observe(value));
-                }
-                statsd::Value::SetMember(member) => {
-                    let key: Box<[String]> = sorted_key(&labels);
-                    let state = self.sets.entry((id, key.clone())).or_insert_with(|| SetState {
-                        members: HashSet::new(),
-                        touched: now,
-                    });
-                    state.touched = now;
-                    if state.members.len() < MAX_SET_MEMBERS && !state.members.contains(member) {
-                        state.members.insert(member.to_owned());
-                    }
-                    #[allow(clippy::cast_precision_loss)] // at most MAX_SET_MEMBERS
-                    let distinct = state.members.len() as f64;
-                    updates.push((id, labels, Op::Set(distinct)));
-                    planned.push(Planned {
-                        sample: index,
-                        set: Some((id, key)),
-                    });
-                }
-            }
-        }
+        let (updates, planned) = self.plan(&samples, &mut sample_results, now);
         let outcomes = if updates.is_empty() {
             Vec::new()
         } else {
@@ -617,6 +576,92 @@ impl Listener {
                 counter.inc_by(count);
             }
         }
+    }
+
+    /// The store updates for a datagram's samples (several for a sampled observation), each
+    /// with its sample; samples that go no further get their fate in `fates`.
+    fn plan(
+        &mut self,
+        samples: &[Sample<'_>],
+        sample_results: &mut [Fate],
+        now: Instant,
+    ) -> (Vec<Update>, Vec<Planned>) {
+        let mut updates: Vec<Update> = Vec::with_capacity(samples.len());
+        let mut planned: Vec<Planned> = Vec::with_capacity(samples.len());
+        let mut budget = MAX_OBSERVATIONS_PER_DATAGRAM;
+        for (index, sample) in samples.iter().enumerate() {
+            let (id, metric, histogram) = match self.resolve(sample.name, sample.metric_type(), now) {
+                Resolved::Family {
+                    id,
+                    metric,
+                    histogram,
+                } => (id, metric, histogram),
+                Resolved::Dropped => {
+                    sample_results[index] = Fate::DroppedByMapping;
+                    continue;
+                }
+                Resolved::TooMany => {
+                    sample_results[index] = Fate::TooManyMetrics;
+                    continue;
+                }
+                Resolved::Conflict => {
+                    sample_results[index] = Fate::TypeConflict;
+                    continue;
+                }
+            };
+            let mapped = metric.with_tags(sample.tags);
+            let mut labels = Vec::with_capacity(mapped.labels.len() * 2);
+            for (name, value) in mapped.labels {
+                // `le` is the histogram's bucket label; a tag of that name would break it.
+                if histogram && name == "le" {
+                    continue;
+                }
+                labels.push(name);
+                labels.push(value);
+            }
+            match sample.value {
+                statsd::Value::Counter(by) | statsd::Value::GaugeDelta(by) => {
+                    push(&mut updates, &mut planned, index, id, labels, Op::Add(by));
+                }
+                statsd::Value::Gauge(value) => {
+                    push(&mut updates, &mut planned, index, id, labels, Op::Set(value));
+                }
+                statsd::Value::Observation { value, count, .. } => {
+                    let count = usize::try_from(count).unwrap_or(1).clamp(1, budget.max(1));
+                    budget = budget.saturating_sub(count);
+                    for _ in 1..count {
+                        push(
+                            &mut updates,
+                            &mut planned,
+                            index,
+                            id,
+                            labels.clone(),
+                            Op::Observe(value),
+                        );
+                    }
+                    push(&mut updates, &mut planned, index, id, labels, Op::Observe(value));
+                }
+                statsd::Value::SetMember(member) => {
+                    let key: Box<[String]> = sorted_key(&labels);
+                    let state = self.sets.entry((id, key.clone())).or_insert_with(|| SetState {
+                        members: HashSet::new(),
+                        touched: now,
+                    });
+                    state.touched = now;
+                    if state.members.len() < MAX_SET_MEMBERS && !state.members.contains(member) {
+                        state.members.insert(member.to_owned());
+                    }
+                    #[allow(clippy::cast_precision_loss)] // at most MAX_SET_MEMBERS
+                    let distinct = state.members.len() as f64;
+                    updates.push((id, labels, Op::Set(distinct)));
+                    planned.push(Planned {
+                        sample: index,
+                        set: Some((id, key)),
+                    });
+                }
+            }
+        }
+        (updates, planned)
     }
 
     /// The family for a StatsD name and type, from the cache or mapped and looked up.
@@ -654,7 +699,10 @@ impl Listener {
         };
         let refuse = |this: &mut Self, too_many: bool, why: String| {
             if let Some(suppressed) = this.refused_log.allow(now) {
-                tracing::warn!("StatsD: {why}; its samples are dropped and counted{}", suppressed_note(suppressed));
+                tracing::warn!(
+                    "StatsD: {why}; its samples are dropped and counted{}",
+                    suppressed_note(suppressed)
+                );
             }
             if too_many {
                 Resolved::TooMany
@@ -714,13 +762,14 @@ impl Listener {
     /// series itself): a set that comes back starts counting again.
     fn sweep_sets(&mut self, now: Instant) {
         if let Some(ttl) = self.idle_ttl {
-            self.sets.retain(|_, state| now.duration_since(state.touched) < ttl);
+            self.sets
+                .retain(|_, state| now.duration_since(state.touched) < ttl);
         }
     }
 }
 
 fn push(
-    updates: &mut Vec<(FamilyId, Vec<String>, Op)>,
+    updates: &mut Vec<Update>,
     planned: &mut Vec<Planned>,
     sample: usize,
     id: FamilyId,
@@ -734,7 +783,8 @@ fn push(
 /// Labels as the store keys a dynamic series: pairs sorted by name (the mapper sorts them
 /// already; kept explicit so the set's key matches the store's whatever it gets).
 fn sorted_key(labels: &[String]) -> Box<[String]> {
-    let mut pairs: Vec<(&String, &String)> = labels.chunks_exact(2).map(|pair| (&pair[0], &pair[1])).collect();
+    let mut pairs: Vec<(&String, &String)> =
+        labels.chunks_exact(2).map(|pair| (&pair[0], &pair[1])).collect();
     pairs.sort();
     pairs
         .into_iter()

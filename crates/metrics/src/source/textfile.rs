@@ -189,13 +189,11 @@ impl State {
         for (path, metadata) in files {
             let cached = self.load(&path, &metadata);
             let mtime = cached.mtime;
-            let families = match &cached.parsed {
-                Ok(families) => Arc::clone(families),
-                Err(_) => {
-                    error = true;
-                    continue;
-                }
+            let Ok(families) = &cached.parsed else {
+                error = true;
+                continue;
             };
+            let families = Arc::clone(families);
             if let Err(why) = fits(&families, &served, &by_name, &claimed, taken) {
                 error = true;
                 if let Some(suppressed) = self.clash_log.allow(Instant::now()) {
@@ -249,7 +247,8 @@ impl State {
         let fresh = settled && self.cache.get(path).is_some_and(|cached| cached.stamp == stamp);
         if !fresh {
             #[allow(clippy::cast_precision_loss)] // Unix seconds with ms precision are plenty
-            let mtime = metadata.mtime() as f64 + f64::from(u32::try_from(metadata.mtime_nsec() / 1_000_000).unwrap_or(0)) / 1000.0;
+            let mtime = metadata.mtime() as f64
+                + f64::from(u32::try_from(metadata.mtime_nsec() / 1_000_000).unwrap_or(0)) / 1000.0;
             let parsed = read_and_parse(path, metadata.size());
             if let Err(why) = &parsed {
                 // Once per version of the file: it is not read again until it changes.
@@ -286,6 +285,8 @@ fn list(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
         let Some(name) = name.to_str() else {
             continue;
         };
+        // `*.prom` exactly, as node_exporter matches it.
+        #[allow(clippy::case_sensitive_file_extension_comparisons)]
         if name.starts_with('.') || !name.ends_with(".prom") {
             continue;
         }
@@ -316,9 +317,8 @@ fn read_and_parse(path: &Path, size: u64) -> Result<Vec<Family>, String> {
             "grew past the {MAX_FILE_BYTES} bytes a textfile may have while read"
         ));
     }
-    let text = String::from_utf8(bytes).map_err(|err| {
-        format!("not UTF-8 (at byte {})", err.utf8_error().valid_up_to())
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|err| format!("not UTF-8 (at byte {})", err.utf8_error().valid_up_to()))?;
     textfile::parse(&text, Options::default()).map_err(|problems| {
         problems
             .iter()
