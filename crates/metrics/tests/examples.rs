@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_a
                     let file = volumes.path().join(name).join(key);
                     let target = std::fs::canonicalize(&file).unwrap();
                     std::fs::write(&target, &redirected).unwrap();
-                    if key.ends_with(".yaml") {
+                    if Path::new(key).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("yaml")) {
                         defined.extend(defined_metrics(&redirected));
                     }
                 }

@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use pitcrew_metrics::source::textfile::{Exposition, Format, TextfileExposition, TextfileSource};
+use pitcrew_core::admin::{Exposition, Format};
+use pitcrew_metrics::source::textfile::{TextfileExposition, TextfileSource};
 
 fn exposition(dir: &Path) -> TextfileExposition {
     TextfileSource::new(dir.to_owned()).exposition()

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use pitcrew_core::admin::AdminState;
+use pitcrew_core::admin::{AdminState, Exposition, Format};
 
 use super::throttle::{Throttle, suppressed_note};
 use crate::textfile::{self, Family, MetricType, Options, format_value, write_text};
@@ -53,25 +53,6 @@ const RACY: Duration = Duration::from_secs(2);
 /// The sidecar's own metrics namespace: no textfile family may use it.
 const RESERVED_PREFIX: &str = "pitcrew_metrics_";
 
-// TEMPORARY: the interface helper hc is adding to pitcrew-core's admin module
-// (`pitcrew_core::admin::{Format, Exposition}` and `AdminState::add_exposition`). Until it is
-// on main, the writer is coded and tested against these copies; once it lands, delete them,
-// import core's, and make `attach` call `state.add_exposition(Arc::new(self.exposition()))`.
-/// The format a scrape asked for (TEMPORARY copy of `pitcrew_core::admin::Format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `application/openmetrics-text; version=1.0.0`
-    OpenMetrics,
-    /// `text/plain; version=0.0.4`
-    PrometheusText,
-}
-
-/// Families a tool writes itself (TEMPORARY copy of `pitcrew_core::admin::Exposition`).
-pub trait Exposition: Send + Sync + 'static {
-    /// Appends this exposition's families to `out`, in `format`.
-    fn write(&self, format: Format, out: &mut String);
-}
-
 /// The textfile directory, read at each scrape.
 #[derive(Debug)]
 pub struct TextfileSource {
@@ -85,11 +66,8 @@ impl TextfileSource {
     }
 
     /// Adds the directory's families to what `/metrics` shows.
-    pub fn attach(self, _state: &AdminState) {
-        // TEMPORARY: until pitcrew-core's `AdminState::add_exposition` is on main.
-        // _state.add_exposition(Arc::new(self.exposition()));
-        let _ = Arc::new(self.exposition());
-        tracing::warn!("--textfile-dir is not served yet: the admin server's hook is missing");
+    pub fn attach(self, state: &AdminState) {
+        state.add_exposition(Arc::new(self.exposition()));
     }
 
     /// The writer `attach` registers: call [`Exposition::write`] to get a scrape's text.
