@@ -183,7 +183,7 @@ fn prometheus_reads_log_counters_histograms_status_gauges_statsd_and_textfiles()
     std::fs::write(&tmp, r#"{"progress": 1, "queues": [{"name": "high", "depth": 0}]}"#).unwrap();
     std::fs::rename(&tmp, &status).unwrap();
     query("job_progress_ratio", 1.0);
-    query(r#"count(queue_depth)"#, 1.0);
+    query("count(queue_depth)", 1.0);
     query(r#"up{job="adapter"}"#, 1.0);
     wait_for("the sidecar stays up", &sidecar, || {
         pitcrew_testkit::http_client::get(&format!("http://127.0.0.1:{admin_port}/healthz"))
