@@ -80,7 +80,13 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
         // database driver, no archive reader, no template engine.
         "metrics",
         &["pitcrew-follow", "notify", "prometheus-client", "reqwest"],
-        &["jsonschema", "mysql_async", "tokio-postgres", "zip", "pitcrew-template"],
+        &[
+            "jsonschema",
+            "mysql_async",
+            "tokio-postgres",
+            "zip",
+            "pitcrew-template",
+        ],
     ),
     (
         // The all-in-one holds every tool, so every tool's crates; test-only crates never.

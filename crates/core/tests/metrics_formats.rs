@@ -7,13 +7,13 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use pitcrew_core::admin::{AdminState, Exposition, Format, escape_label_value};
 use pitcrew_testkit::prometheus::PrometheusPeer;
+use pitcrew_testkit::prometheus::promtool_check;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::CounterWithExemplar;
@@ -152,30 +152,11 @@ fn scrape(address: SocketAddr, accept: Option<&str>) -> (String, String) {
     (content_type.to_owned(), body.to_owned())
 }
 
-/// `promtool check metrics` on `text`: (success, what it printed).
-fn promtool_check(promtool: &std::path::Path, text: &str) -> (bool, String) {
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run promtool");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), said)
-}
-
 #[test]
 fn the_classic_text_passes_promtool() {
-    let Some(promtool) = pitcrew_testkit::require_binary("promtool", &["/usr/bin/promtool"]) else {
+    if pitcrew_testkit::require_binary("promtool", &["/usr/bin/promtool"]).is_none() {
         return;
-    };
+    }
     let (address, _stop) = start(state());
     let (content_type, text) = scrape(address, None);
     assert_eq!(content_type, Format::PrometheusText.content_type());
@@ -199,12 +180,12 @@ fn the_classic_text_passes_promtool() {
     for unwanted in ["# EOF", "# UNIT", "trace_id", " info\n"] {
         assert!(!text.contains(unwanted), "{unwanted:?} present:\n{text}");
     }
-    let (ok, said) = promtool_check(&promtool, &text);
+    let (ok, said) = promtool_check(&text).expect("promtool is installed");
     assert!(ok, "promtool refused the text: {said}\n{text}");
     // The check is real: promtool refuses the unconverted OpenMetrics form (the bare `\` that
     // prometheus-client leaves in a HELP text; counter families named apart from their samples).
     let (_, openmetrics) = scrape(address, Some(PROMETHEUS_ACCEPT));
-    let (ok, said) = promtool_check(&promtool, &openmetrics);
+    let (ok, said) = promtool_check(&openmetrics).expect("promtool is installed");
     assert!(
         !ok,
         "promtool accepted OpenMetrics as 0.0.4 text: {said}\n{openmetrics}"

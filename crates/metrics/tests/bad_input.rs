@@ -3,7 +3,6 @@
 //! bad input from every source is counted and logged while the sidecar keeps serving: the
 //! scrape still answers 200, `/healthz` stays 200, and a good input afterwards still counts.
 
-use std::io::{Read as _, Write as _};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,13 +12,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-metrics");
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    pitcrew_testkit::http_client::request(address, "GET", path, b"")
+        .ok()
+        .map(|answer| (answer.status, answer.body))
 }
 
 /// The value of the sample `series` (name and labels as printed), if present.
@@ -86,7 +82,10 @@ fn a_bad_rule_file_is_refused_at_start_with_the_rules_line_and_the_reason() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(78), "{what}: {stderr}");
-        assert!(stderr.contains(expected), "{what}: {expected:?} missing:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{what}: {expected:?} missing:\n{stderr}"
+        );
     }
 }
 
@@ -122,7 +121,14 @@ fn bad_input_at_run_time_is_counted_and_the_sidecar_keeps_serving() {
     let stderr_path = dir.path().join("stderr");
     let _child = Running(
         Command::new(BIN)
-            .args(["--config", rules.to_str().unwrap(), "--log", log_path.to_str().unwrap(), "--from", "start"])
+            .args([
+                "--config",
+                rules.to_str().unwrap(),
+                "--log",
+                log_path.to_str().unwrap(),
+                "--from",
+                "start",
+            ])
             .args(["--textfile-dir", textfiles.to_str().unwrap()])
             .arg(format!("--statsd-addr=127.0.0.1:{statsd}"))
             .arg(format!("--admin-addr=127.0.0.1:{admin}"))
@@ -142,36 +148,65 @@ fn bad_input_at_run_time_is_counted_and_the_sidecar_keeps_serving() {
             {
                 return metrics;
             }
-            assert!(start.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}; the sidecar's log:\n{}", log());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{what}: not within {DEADLINE:?}; the sidecar's log:\n{}",
+                log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
     let still_serving = |after: &str| {
-        assert_eq!(http_get(admin, "/healthz").map(|(status, _)| status), Some(200), "after {after}: {}", log());
-        assert_eq!(http_get(admin, "/metrics").map(|(status, _)| status), Some(200), "after {after}: {}", log());
+        assert_eq!(
+            http_get(admin, "/healthz").map(|(status, _)| status),
+            Some(200),
+            "after {after}: {}",
+            log()
+        );
+        assert_eq!(
+            http_get(admin, "/metrics").map(|(status, _)| status),
+            Some(200),
+            "after {after}: {}",
+            log()
+        );
     };
     wait_metrics("serving", &|_| true);
 
     // A histogram value that is not a number on one line: counted, the next line counts.
     std::fs::write(&log_path, "took=fast\ntook=NaNx\ntook=2\n").unwrap();
-    wait_metrics("a value that is not a number counted, the good one observed", &|metrics| {
-        sample(metrics, "pitcrew_metrics_rule_invalid_values_total{rule=\"latency\"}") == Some(2.0)
-            && sample(metrics, "took_seconds_count") == Some(1.0)
-    });
+    wait_metrics(
+        "a value that is not a number counted, the good one observed",
+        &|metrics| {
+            sample(
+                metrics,
+                "pitcrew_metrics_rule_invalid_values_total{rule=\"latency\"}",
+            ) == Some(2.0)
+                && sample(metrics, "took_seconds_count") == Some(1.0)
+        },
+    );
     still_serving("a histogram value that is not a number");
 
     // A status file that is not JSON, then half-written: counted, the last good value kept.
     write_atomically(&status, r#"{"depth": 4}"#);
-    wait_metrics("the first good status", &|metrics| sample(metrics, "app_queue_depth") == Some(4.0));
+    wait_metrics("the first good status", &|metrics| {
+        sample(metrics, "app_queue_depth") == Some(4.0)
+    });
     write_atomically(&status, "depth = 5\n");
     let metrics = wait_metrics("a status file that is not JSON counted", &|metrics| {
         sample(metrics, "pitcrew_metrics_status_up{source=\"app\"}") == Some(0.0)
     });
-    assert_eq!(sample(&metrics, "app_queue_depth"), Some(4.0), "the last good value is kept:\n{metrics}");
+    assert_eq!(
+        sample(&metrics, "app_queue_depth"),
+        Some(4.0),
+        "the last good value is kept:\n{metrics}"
+    );
     std::fs::write(&status, r#"{"depth": 6, "queues": [1, 2"#).unwrap();
     wait_metrics("a half-written status file counted", &|metrics| {
-        sample(metrics, "pitcrew_metrics_status_reads_total{source=\"app\",result=\"error\"}")
-            .is_some_and(|errors| errors >= 2.0)
+        sample(
+            metrics,
+            "pitcrew_metrics_status_reads_total{source=\"app\",result=\"error\"}",
+        )
+        .is_some_and(|errors| errors >= 2.0)
     });
     still_serving("a status file that is not JSON, and one half-written");
     write_atomically(&status, r#"{"depth": 7}"#);
@@ -179,16 +214,31 @@ fn bad_input_at_run_time_is_counted_and_the_sidecar_keeps_serving() {
         sample(metrics, "app_queue_depth") == Some(7.0)
             && sample(metrics, "pitcrew_metrics_status_up{source=\"app\"}") == Some(1.0)
     });
-    assert!(!log().contains("queues"), "a document's text never reaches the log:\n{}", log());
+    assert!(
+        !log().contains("queues"),
+        "a document's text never reaches the log:\n{}",
+        log()
+    );
 
     // StatsD packets that do not parse: counted; a good one after them counts.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for packet in [&b"no colon here"[..], b"x:1|zz", b"x:abc|c", b":1|c", b"\x00\xff\xfe", b"x:1|c|@0"] {
+    for packet in [
+        &b"no colon here"[..],
+        b"x:1|zz",
+        b"x:abc|c",
+        b":1|c",
+        b"\x00\xff\xfe",
+        b"x:1|c|@0",
+    ] {
         socket.send_to(packet, ("127.0.0.1", statsd)).unwrap();
     }
     socket.send_to(b"good.one:1|c", ("127.0.0.1", statsd)).unwrap();
     wait_metrics("bad packets counted, the good one served", &|metrics| {
-        sample(metrics, "pitcrew_metrics_statsd_samples_total{result=\"invalid\"}").is_some_and(|bad| bad >= 5.0)
+        sample(
+            metrics,
+            "pitcrew_metrics_statsd_samples_total{result=\"invalid\"}",
+        )
+        .is_some_and(|bad| bad >= 5.0)
             && sample(metrics, "good_one_total") == Some(1.0)
     });
     still_serving("StatsD packets that do not parse");

@@ -2,7 +2,6 @@
 //! a refused rule file (every problem with its line, nothing served), `--check`, env twins,
 //! SIGTERM and SIGINT, and a port already taken.
 
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,13 +23,10 @@ fn stderr(output: &Output) -> String {
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    pitcrew_testkit::http_client::request(address, "GET", path, b"")
+        .ok()
+        .map(|answer| (answer.status, answer.body))
 }
 
 /// Stops the child if the test fails half-way.
@@ -47,9 +43,16 @@ fn wait_ready(child: &mut Running, port: u16, log: &Path) {
     let start = Instant::now();
     while http_get(port, "/readyz").map(|(status, _)| status) != Some(200) {
         if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("exited {status} before ready: {}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "exited {status} before ready: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
-        assert!(start.elapsed() < DEADLINE, "not ready: {}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not ready: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -92,12 +95,25 @@ fn a_refused_rule_file_exits_78_with_every_problem_and_its_line_and_serves_nothi
     let termination = dir.path().join("termination-log");
     let port = pitcrew_testkit::free_port();
     let output = run(
-        &["--config", rules.to_str().unwrap(), "--log", "/nonexistent.log", &format!("--admin-addr=127.0.0.1:{port}")],
+        &[
+            "--config",
+            rules.to_str().unwrap(),
+            "--log",
+            "/nonexistent.log",
+            &format!("--admin-addr=127.0.0.1:{port}"),
+        ],
         &termination,
     );
     assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
     let text = stderr(&output);
-    for expected in ["line 3", "invalid regex", "line 9", "unknown metric type \"histogramm\"", "line 10", "bad name"] {
+    for expected in [
+        "line 3",
+        "invalid regex",
+        "line 9",
+        "unknown metric type \"histogramm\"",
+        "line 10",
+        "bad name",
+    ] {
         assert!(text.contains(expected), "{expected:?} missing:\n{text}");
     }
     let reason = std::fs::read_to_string(&termination).unwrap();
@@ -118,15 +134,63 @@ fn start_up_errors_name_the_bad_value_and_exit_with_their_code() {
     std::fs::write(&huge, vec![b'#'; 5 * 1024 * 1024]).unwrap();
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec![], 64, "nothing to serve"),
-        (vec!["--log".into(), "/var/log/app.log".into()], 64, "--log needs a --config"),
-        (vec!["--config".into(), "/nonexistent/rules.yaml".into()], 66, "/nonexistent/rules.yaml"),
-        (vec!["--config".into(), dir.path().to_str().unwrap().into()], 66, "is a directory"),
-        (vec!["--config".into(), not_utf8.to_str().unwrap().into()], 78, "not UTF-8"),
-        (vec!["--config".into(), huge.to_str().unwrap().into()], 78, "at most"),
-        (vec!["--config".into(), rules.into(), "--log".into(), String::new()], 64, "a value is required for '--log"),
-        (vec!["--statsd-addr".into(), "9125".into()], 64, "invalid --statsd-addr \"9125\""),
-        (vec!["--textfile-dir".into(), "/tmp".into(), "--admin-addr".into(), "localhost:99999".into()], 64, "invalid --admin-addr"),
-        (vec!["--config".into(), rules.into(), "--log".into(), "/x.log".into(), "--from".into(), "middle".into()], 64, "middle"),
+        (
+            vec!["--log".into(), "/var/log/app.log".into()],
+            64,
+            "--log needs a --config",
+        ),
+        (
+            vec!["--config".into(), "/nonexistent/rules.yaml".into()],
+            66,
+            "/nonexistent/rules.yaml",
+        ),
+        (
+            vec!["--config".into(), dir.path().to_str().unwrap().into()],
+            66,
+            "is a directory",
+        ),
+        (
+            vec!["--config".into(), not_utf8.to_str().unwrap().into()],
+            78,
+            "not UTF-8",
+        ),
+        (
+            vec!["--config".into(), huge.to_str().unwrap().into()],
+            78,
+            "at most",
+        ),
+        (
+            vec!["--config".into(), rules.into(), "--log".into(), String::new()],
+            64,
+            "a value is required for '--log",
+        ),
+        (
+            vec!["--statsd-addr".into(), "9125".into()],
+            64,
+            "invalid --statsd-addr \"9125\"",
+        ),
+        (
+            vec![
+                "--textfile-dir".into(),
+                "/tmp".into(),
+                "--admin-addr".into(),
+                "localhost:99999".into(),
+            ],
+            64,
+            "invalid --admin-addr",
+        ),
+        (
+            vec![
+                "--config".into(),
+                rules.into(),
+                "--log".into(),
+                "/x.log".into(),
+                "--from".into(),
+                "middle".into(),
+            ],
+            64,
+            "middle",
+        ),
     ];
     for (args, code, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -142,7 +206,10 @@ fn check_validates_without_serving() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
     std::fs::write(&rules, GOOD_RULES).unwrap();
-    let output = run(&["--config", rules.to_str().unwrap(), "--check"], &dir.path().join("t"));
+    let output = run(
+        &["--config", rules.to_str().unwrap(), "--check"],
+        &dir.path().join("t"),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("valid"), "{}", stderr(&output));
 }
@@ -161,7 +228,14 @@ fn sigterm_and_sigint_stop_it_at_once_with_0_and_env_twins_configure_it() {
             Command::new(BIN)
                 .env_clear()
                 .env("PITCREW_METRICS_CONFIG", &rules)
-                .env("PITCREW_METRICS_LOG", format!("{},{}", log_file.display(), dir.path().join("other.log").display()))
+                .env(
+                    "PITCREW_METRICS_LOG",
+                    format!(
+                        "{},{}",
+                        log_file.display(),
+                        dir.path().join("other.log").display()
+                    ),
+                )
                 .env("PITCREW_METRICS_FROM", "start")
                 .env("PITCREW_METRICS_ADMIN_ADDR", format!("127.0.0.1:{port}"))
                 .env("PITCREW_TERMINATION_LOG", dir.path().join("t"))
@@ -175,7 +249,9 @@ fn sigterm_and_sigint_stop_it_at_once_with_0_and_env_twins_configure_it() {
         std::fs::write(&log_file, "status=200\nstatus=500\nstatus=200\n").unwrap();
         let start = Instant::now();
         loop {
-            let metrics = http_get(port, "/metrics").map(|(_, text)| text).unwrap_or_default();
+            let metrics = http_get(port, "/metrics")
+                .map(|(_, text)| text)
+                .unwrap_or_default();
             if metrics.contains("lines_total{status=\"200\"} 2") {
                 break;
             }
@@ -185,7 +261,13 @@ fn sigterm_and_sigint_stop_it_at_once_with_0_and_env_twins_configure_it() {
         let (status, health) = http_get(port, "/healthz").unwrap();
         assert_eq!(status, 200, "{health}");
         let sent = Instant::now();
-        assert!(Command::new("kill").args([&format!("-{signal}"), &child.0.id().to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &child.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
         let exit = loop {
             if let Some(status) = child.0.try_wait().unwrap() {
                 break status;
@@ -205,9 +287,18 @@ fn an_admin_port_in_use_exits_1_saying_which() {
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let output = run(
-        &["--textfile-dir", dir.path().to_str().unwrap(), "--admin-addr", &format!("127.0.0.1:{port}")],
+        &[
+            "--textfile-dir",
+            dir.path().to_str().unwrap(),
+            "--admin-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
         &dir.path().join("t"),
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains(&format!("--admin-addr 127.0.0.1:{port}: cannot listen")), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("--admin-addr 127.0.0.1:{port}: cannot listen")),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -8,7 +8,6 @@
 //! the kubelet stops a sidecar.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,13 +19,10 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A GET on 127.0.0.1:`port`: status and body, `None` while nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    pitcrew_testkit::http_client::request(address, "GET", path, b"")
+        .ok()
+        .map(|answer| (answer.status, answer.body))
 }
 
 /// Stops the child if the test fails half-way.
@@ -49,6 +45,8 @@ fn defined_metrics(rules: &str) -> Vec<String> {
     names
 }
 
+// One container's life read top to bottom: volumes, rule file, check, run, scrape, stop.
+#[allow(clippy::too_many_lines)]
 #[test]
 fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_as_a_pod_would() {
     let containers = examples::containers_of("pitcrew/metrics");
@@ -66,13 +64,19 @@ fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_a
                     let file = volumes.path().join(name).join(key);
                     let target = std::fs::canonicalize(&file).unwrap();
                     std::fs::write(&target, &redirected).unwrap();
-                    if Path::new(key).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("yaml")) {
+                    if Path::new(key)
+                        .extension()
+                        .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml"))
+                    {
                         defined.extend(defined_metrics(&redirected));
                     }
                 }
             }
         }
-        assert!(!defined.is_empty(), "{context}: no metric defined in the pod's ConfigMaps");
+        assert!(
+            !defined.is_empty(),
+            "{context}: no metric defined in the pod's ConfigMaps"
+        );
 
         let env: HashMap<String, String> = container.redirected_env(volumes.path());
         for var in env.keys().filter(|var| var.starts_with("PITCREW_")) {
@@ -113,7 +117,11 @@ fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_a
         let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
         let start = Instant::now();
         while http_get(admin_port, "/readyz").map(|(status, _)| status) != Some(200) {
-            assert!(start.elapsed() < DEADLINE, "{context}: not ready; its log:\n{}", stderr());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{context}: not ready; its log:\n{}",
+                stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let (status, metrics) = http_get(admin_port, "/metrics").expect("/metrics answers");
@@ -121,7 +129,8 @@ fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_a
         for name in &defined {
             let family = name.strip_suffix("_total").unwrap_or(name);
             assert!(
-                metrics.contains(&format!("# TYPE {family} ")) || metrics.contains(&format!("# TYPE {name} ")),
+                metrics.contains(&format!("# TYPE {family} "))
+                    || metrics.contains(&format!("# TYPE {name} ")),
                 "{context}: {name} is not declared on /metrics:\n{metrics}"
             );
         }
@@ -139,6 +148,11 @@ fn every_metrics_container_in_the_examples_checks_serves_its_metrics_and_stops_a
             assert!(start.elapsed() < DEADLINE, "{context}: did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert_eq!(exit.code(), Some(0), "{context}: SIGTERM should exit 0; its log:\n{}", stderr());
+        assert_eq!(
+            exit.code(),
+            Some(0),
+            "{context}: SIGTERM should exit 0; its log:\n{}",
+            stderr()
+        );
     }
 }

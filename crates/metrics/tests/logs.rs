@@ -466,23 +466,8 @@ rules:
         "{text}"
     );
     // Prometheus' own checker agrees, when it is installed.
-    if let Some(promtool) = pitcrew_testkit::require_binary("promtool", &[]) {
-        let mut child = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        let said =
-            String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
-        // promtool exits 3 for lint findings (help style) and 1 for a parse error.
-        assert!(
-            !said.contains("error while linting") && output.status.code() != Some(1),
-            "promtool: {said}\n{text}"
-        );
+    if let Some((parsed, said)) = pitcrew_testkit::prometheus::promtool_check(&text) {
+        assert!(parsed, "promtool: {said}\n{text}");
     }
     source.stop().await;
 }

@@ -70,7 +70,12 @@ fn start_sidecar(dir: &Path, admin_port: u16, statsd_port: u16) -> Sidecar {
     let log = dir.join("sidecar.log");
     let child = Command::new(BIN)
         .args(["--config", rules.to_str().unwrap()])
-        .args(["--log", dir.join("access.log").to_str().unwrap(), "--from", "start"])
+        .args([
+            "--log",
+            dir.join("access.log").to_str().unwrap(),
+            "--from",
+            "start",
+        ])
         .args(["--textfile-dir", textfiles.to_str().unwrap()])
         .arg(format!("--statsd-addr=127.0.0.1:{statsd_port}"))
         .arg(format!("--admin-addr=127.0.0.1:{admin_port}"))
@@ -85,7 +90,11 @@ fn start_sidecar(dir: &Path, admin_port: u16, statsd_port: u16) -> Sidecar {
 fn wait_for(what: &str, sidecar: &Sidecar, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
-        assert!(start.elapsed() < DEADLINE, "{what}: not within {DEADLINE:?}; the sidecar's log:\n{}", sidecar.log());
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}; the sidecar's log:\n{}",
+            sidecar.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -145,7 +154,11 @@ fn prometheus_reads_log_counters_histograms_status_gauges_statsd_and_textfiles()
 
     // A textfile, and one that is not valid (left out; the rest of the scrape still works).
     let textfiles = dir.path().join("textfiles");
-    std::fs::write(textfiles.join("backup.prom"), "# TYPE backup_last_success_seconds gauge\nbackup_last_success_seconds 1700000000\n").unwrap();
+    std::fs::write(
+        textfiles.join("backup.prom"),
+        "# TYPE backup_last_success_seconds gauge\nbackup_last_success_seconds 1700000000\n",
+    )
+    .unwrap();
     std::fs::write(textfiles.join("broken.prom"), "this is { not a metric\n").unwrap();
 
     let query = |expr: &str, expected: f64| {
@@ -180,7 +193,11 @@ fn prometheus_reads_log_counters_histograms_status_gauges_statsd_and_textfiles()
     );
 
     // A change of the status file reaches Prometheus; a queue gone from it is gone.
-    std::fs::write(&tmp, r#"{"progress": 1, "queues": [{"name": "high", "depth": 0}]}"#).unwrap();
+    std::fs::write(
+        &tmp,
+        r#"{"progress": 1, "queues": [{"name": "high", "depth": 0}]}"#,
+    )
+    .unwrap();
     std::fs::rename(&tmp, &status).unwrap();
     query("job_progress_ratio", 1.0);
     query("count(queue_depth)", 1.0);

@@ -2,9 +2,7 @@
 //! files, summaries, the files it must skip, and both output formats (the Prometheus text one
 //! checked by Debian's `promtool check metrics` when it is installed).
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use pitcrew_core::admin::{Exposition, Format};
 use pitcrew_metrics::source::textfile::{TextfileExposition, TextfileSource};
@@ -28,24 +26,9 @@ fn write(dir: &Path, name: &str, text: &str) {
 
 /// `promtool check metrics` on the text; skipped (loudly) when promtool is missing.
 fn promtool_accepts(text: &str) {
-    let Some(promtool) = pitcrew_testkit::require_binary("promtool", &[]) else {
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "promtool refused:\n{said}\n---\n{text}");
+    if let Some((parsed, said)) = pitcrew_testkit::prometheus::promtool_check(text) {
+        assert!(parsed, "promtool refused:\n{said}\n---\n{text}");
+    }
 }
 
 const JOB: &str = "# HELP backup_last_success_timestamp_seconds When the last backup succeeded.

@@ -925,9 +925,9 @@ impl Pod {
     /// # Errors
     /// When podman fails or the pod has no address yet.
     pub fn ip(&self) -> Result<String> {
-        let infra = self
-            .podman
-            .output(&["pod", "inspect", &self.name, "--format", "{{.InfraContainerID}}"])?;
+        let infra =
+            self.podman
+                .output(&["pod", "inspect", &self.name, "--format", "{{.InfraContainerID}}"])?;
         let address = self.podman.output(&[
             "inspect",
             infra.trim(),
