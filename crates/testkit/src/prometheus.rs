@@ -304,8 +304,6 @@ fn encode_query(expr: &str) -> String {
     encoded
 }
 
-// The values compared are small integers Prometheus sends as decimal text: exact in an f64.
-#[allow(clippy::float_cmp)]
 /// `promtool check metrics` (Prometheus's own parser of the text format 0.0.4, from Debian's
 /// `prometheus` package) on `text`: whether it parsed, and what promtool said. Lint findings
 /// (exit 3: help style, naming advice) count as parsed; a parse error (exit 1) does not.
@@ -340,6 +338,8 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
     Some((parsed, said))
 }
 
+// The values compared are small integers Prometheus sends as decimal text: exact in an f64.
+#[allow(clippy::float_cmp)]
 #[cfg(test)]
 mod tests {
     use super::*;
