@@ -338,7 +338,7 @@ fn parse_url(text: &str) -> Result<Endpoint, String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains whitespace or a control character".to_owned());
     }
-    let Some((scheme, _)) = text.split_once("://") else {
+    let Some((scheme, rest)) = text.split_once("://") else {
         return Err("no scheme (`http://` or `https://`)".to_owned());
     };
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -346,6 +346,12 @@ fn parse_url(text: &str) -> Result<Endpoint, String> {
             "scheme {:?} is not http or https",
             pitcrew_core::text::printable(scheme.as_bytes(), 20)
         ));
+    }
+    // The url crate reads `http:///x` as host `x`: a missing host is looked for by hand.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("missing host".to_owned());
     }
     // The url crate's messages never quote the input.
     let url = url::Url::parse(text).map_err(|err| err.to_string())?;
@@ -1493,4 +1499,285 @@ fn plain_scalar(text: &str) -> Json {
         return Json::Number(number);
     }
     Json::String(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Problem, RuleFile};
+
+    fn load(text: &str) -> Vec<StatusSpec> {
+        match RuleFile::parse(text) {
+            Ok(file) => file.status,
+            Err(err) => panic!("{text}\n{err}"),
+        }
+    }
+
+    fn refuse(text: &str) -> Vec<Problem> {
+        match RuleFile::parse(text) {
+            Ok(file) => panic!("accepted: {text}\n{:?}", file.status),
+            Err(err) => err.problems,
+        }
+    }
+
+    /// A source reading `file` (or, when it starts with `http`, `url`) with `extra` lines
+    /// (indented four) and one metric whose entry is `metric`.
+    fn entry(target: &str, extra: &str, metric: &str) -> String {
+        let key = if target.starts_with("http") || target.contains("://") {
+            "url"
+        } else {
+            "file"
+        };
+        format!("status:\n  - name: s\n    {key}: '{target}'\n{extra}    metrics:\n      - {metric}\n")
+    }
+
+    const GAUGE: &str = "{name: g, value: $.v}";
+
+    #[test]
+    fn every_mistake_in_a_source_is_refused_with_its_line() {
+        let cases: Vec<(&str, String, usize, &str)> = vec![
+            ("unknown key", entry("/s.json", "    lables: {}\n", GAUGE), 4, "unknown key \"lables\" in a status source"),
+            ("unknown metric key", entry("/s.json", "", "{name: g, value: $.v, type: gauge}"), 5, "unknown key \"type\" in a status metric"),
+            ("file and url", "status:\n  - name: s\n    file: /s.json\n    url: http://h/x\n    metrics: [{name: g, value: $.v}]\n".into(), 2, "both `file` and `url`"),
+            ("neither", "status:\n  - name: s\n    metrics: [{name: g, value: $.v}]\n".into(), 2, "neither `file` nor `url`"),
+            ("empty file", entry("", "", GAUGE), 3, "`file` is empty"),
+            ("directory", entry("/data/", "", GAUGE), 3, "expected a file, not a directory"),
+            ("ftp", entry("ftp://h/x", "", GAUGE), 3, "scheme \"ftp\" is not http or https"),
+            ("no scheme", "status:\n  - name: s\n    url: 'h:80/x'\n    metrics: [{name: g, value: $.v}]\n".into(), 3, "no scheme"),
+            ("no host", entry("http:///x", "", GAUGE), 3, "host"),
+            ("fragment", entry("http://h/x#y", "", GAUGE), 3, "fragment"),
+            ("space", entry("http://h/x y", "", GAUGE), 3, "whitespace"),
+            ("format", entry("/s.json", "    format: xml\n", GAUGE), 4, "`format` \"xml\": expected json or yaml"),
+            ("yaml url", entry("http://h/x", "    format: yaml\n", GAUGE), 4, "a url's answer is read as JSON"),
+            ("interval", entry("/s.json", "    interval: 10ms\n", GAUGE), 4, "at least 100ms"),
+            ("interval garbage", entry("/s.json", "    interval: often\n", GAUGE), 4, "`interval`"),
+            ("timeout for a file", entry("/s.json", "    timeout: 1s\n", GAUGE), 4, "`timeout` is for a `url`"),
+            ("timeout = interval", entry("http://h/x", "    interval: 5s\n    timeout: 5s\n", GAUGE), 5, "`timeout` 5s must be shorter than `interval` 5s"),
+            ("timeout > interval", entry("http://h/x", "    interval: 1s\n    timeout: 1m\n", GAUGE), 5, "must be shorter"),
+            ("no metrics", "status:\n  - name: s\n    file: /s.json\n".into(), 2, "no `metrics:` list"),
+            ("empty metrics", "status:\n  - name: s\n    file: /s.json\n    metrics: []\n".into(), 4, "`metrics` is empty"),
+            ("metrics not a list", "status:\n  - name: s\n    file: /s.json\n    metrics: {name: g}\n".into(), 4, "`metrics` must be a list"),
+            ("no value", entry("/s.json", "", "{name: g}"), 5, "metric \"g\" has no `value`"),
+            ("path without $", entry("/s.json", "", "{name: g, value: progress}"), 5, "path \"progress\" at character 1: a path starts with `$`"),
+            ("recursive descent", entry("/s.json", "", "{name: g, value: '$..v'}"), 5, "recursive descent"),
+            ("filter", entry("/s.json", "", "{name: g, value: '$.a[?(@.x)]'}"), 5, "filters are not supported"),
+            ("bad label path", entry("/s.json", "", "{name: g, value: $.v, labels: {l: 'x'}}"), 5, "label `l`: path \"x\""),
+            ("label name", entry("/s.json", "", "{name: g, value: $.v, labels: {a-b: $.x}}"), 5, "not a label name"),
+            ("reserved label", entry("/s.json", "", "{name: g, value: $.v, labels: {__x: $.x}}"), 5, "reserved"),
+            ("label wildcards", entry("/s.json", "", "{name: g, value: $.v, labels: {q: '$.q[*]'}}"), 5, "has 1 wildcards, the value path `$.v` only 0"),
+            ("key as value", entry("/s.json", "", "{name: g, value: '$.a~'}"), 5, "gives a key, not a value"),
+            ("labels a list", entry("/s.json", "", "{name: g, value: $.v, labels: [a]}"), 5, "`labels` must be a mapping"),
+            ("metric name", entry("/s.json", "", "{name: bad-name, value: $.v}"), 5, "metric name \"bad-name\" is not valid"),
+            ("reserved name", entry("/s.json", "", "{name: pitcrew_metrics_x, value: $.v}"), 5, "the sidecar's own"),
+            ("max_series", entry("/s.json", "", "{name: g, value: $.v, max_series: 0}"), 5, "`max_series` must be a whole number above 0"),
+            ("same metric twice", entry("/s.json", "", "{name: g, value: $.v}\n      - {name: g, value: $.w}"), 6, "metric \"g\" is defined at line 5 too"),
+            ("empty name", "status:\n  - name: ''\n    file: /s.json\n    metrics: [{name: g, value: $.v}]\n".into(), 2, "`name` is empty"),
+        ];
+        for (what, text, line, reason) in &cases {
+            let problems = refuse(text);
+            assert_eq!(problems.len(), 1, "{what}: {problems:?}");
+            let problem = &problems[0];
+            assert_eq!(problem.line, *line, "{what}: {problem}");
+            assert!(problem.message.contains(reason), "{what}: {problem}");
+            assert!(
+                problem.rule.as_ref().is_some_and(|(line, _)| *line == 2),
+                "{what}: the entry is named: {problem}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_section_itself_and_clashes_between_sources() {
+        let cases: Vec<(&str, &str, usize, &str)> = vec![
+            (
+                "a mapping",
+                "status: {file: /x}\n",
+                1,
+                "`status` must be a list of sources, not a mapping",
+            ),
+            ("empty", "status: []\n", 1, "`status` is empty"),
+            (
+                "an entry not a mapping",
+                "status:\n  - /s.json\n",
+                2,
+                "a status source must be a mapping",
+            ),
+            (
+                "one metric in two sources",
+                "status:\n  - file: /a.json\n    metrics: [{name: g, value: $.v}]\n  - file: /b.json\n    metrics: [{name: g, value: $.v}]\n",
+                5,
+                "metric \"g\" is defined at line 3 too",
+            ),
+            (
+                "one name for two sources",
+                "status:\n  - name: s\n    file: /a.json\n    metrics: [{name: g, value: $.v}]\n  - name: s\n    file: /b.json\n    metrics: [{name: h, value: $.v}]\n",
+                5,
+                "source \"s\" is defined at line 2 too",
+            ),
+            (
+                "one file read twice under its default name",
+                "status:\n  - file: /a.json\n    metrics: [{name: g, value: $.v}]\n  - file: /a.json\n    metrics: [{name: h, value: $.v}]\n",
+                4,
+                "source \"/a.json\" is defined at line 2 too",
+            ),
+        ];
+        for (what, text, line, reason) in cases {
+            let problems = refuse(text);
+            assert_eq!(problems.len(), 1, "{what}: {problems:?}");
+            assert_eq!(problems[0].line, line, "{what}: {}", problems[0]);
+            assert!(problems[0].message.contains(reason), "{what}: {}", problems[0]);
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "\
+status:
+  - name: first
+    file: /a.json
+    url: http://h/x
+    metrics:
+      - {name: bad-name, value: nope}
+  - name: second
+    url: ftp://h/x
+    timeout: 1s
+    interval: 500ms
+    metrics:
+      - {name: g, value: $.v, labels: {__l: $.l}}
+";
+        let problems = refuse(text);
+        let lines: Vec<usize> = problems.iter().map(|problem| problem.line).collect();
+        assert_eq!(lines, [2, 6, 6, 8, 9, 12], "{problems:?}");
+        assert_eq!(problems[3].rule, Some((7, Some("second".to_owned()))));
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_never_in_a_problem_or_a_debug_print() {
+        for url in [
+            "http://app:hunter2@h:99999/x",
+            "gopher://app:hunter2@h/x",
+            "http://app:hunter2@h/x#frag",
+            "http://app:hunter2@/x",
+        ] {
+            let problems = refuse(&entry(url, "", GAUGE));
+            let shown = format!("{problems:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("app:***@"), "{shown}");
+        }
+        let specs = load(&entry("https://app:hunter2@h:8443/status?token=abc", "", GAUGE));
+        let shown = format!("{specs:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("abc"), "{shown}");
+        let Target::Url(endpoint) = &specs[0].target else {
+            panic!("{shown}")
+        };
+        assert_eq!(endpoint.shown(), "https://h:8443/status?…");
+    }
+
+    #[test]
+    fn defaults_and_names() {
+        let specs = load(
+            "status:
+  - file: /data/state.yml
+    metrics: [{name: a, value: $.a}]
+  - url: http://app:pw@127.0.0.1:8080/status?x=1
+    interval: 2s
+    metrics: [{name: b, value: '$.q[*].depth', labels: {queue: '$.q[*].name', host: $.host}, max_series: 7, help: Depth.}]
+  - name: json
+    file: /data/state
+    format: json
+    interval: 1m
+    metrics: [{name: c, value: $.c}]
+",
+        );
+        assert_eq!(specs.len(), 3);
+        assert_eq!(specs[0].name, "/data/state.yml");
+        assert_eq!(specs[0].format, Format::Yaml);
+        assert_eq!(specs[0].interval, DEFAULT_INTERVAL);
+        assert_eq!(specs[0].metrics[0].help, "$.a in status source /data/state.yml");
+        assert_eq!(specs[0].metrics[0].max_series, rules::DEFAULT_MAX_SERIES);
+        assert_eq!(specs[1].name, "http://127.0.0.1:8080/status?…");
+        assert_eq!(specs[1].format, Format::Json);
+        assert_eq!(specs[1].timeout, Duration::from_secs(1), "half of a 2s interval");
+        assert_eq!(specs[1].metrics[0].labels, ["queue", "host"]);
+        assert_eq!(specs[1].metrics[0].max_series, 7);
+        assert_eq!(specs[1].metrics[0].help, "Depth.");
+        assert_eq!(specs[2].name, "json");
+        assert_eq!(specs[2].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(specs[2].line, 7);
+    }
+
+    #[test]
+    fn yaml_documents_become_json_values() {
+        let value = parse_yaml(
+            "a: 1\nb: -2.5\nc: 'text'\nd: [true, null, ~, 0x1f, 1e3]\ne: {f: yes, g: .inf, '1': x}\nh: \"12\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a": 1, "b": -2.5, "c": "text", "d": [true, null, null, 31, 1000.0], "e": {"f": "yes", "g": ".inf", "1": "x"}, "h": "12"})
+        );
+        assert_eq!(parse_yaml("42").unwrap(), serde_json::json!(42));
+        for (text, reason) in [
+            ("", "empty"),
+            ("a: &x [1]\nb: *x\n", "alias"),
+            ("a: 1\na: 2\n", "duplicate key"),
+            ("a: 1\n---\nb: 2\n", "second document"),
+            ("a: [1\n", "line"),
+            ("? [a]\n: 1\n", "a key that is a list"),
+        ] {
+            let err = parse_yaml(text).unwrap_err();
+            assert!(err.contains(reason), "{text:?}: {err}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse_yaml(&deep).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn read_errors_never_quote_the_document() {
+        let secret = "{\"password\": \"hunter2\", \"v\": ";
+        for format in [Format::Json, Format::Yaml] {
+            let err = parse_document(secret.as_bytes(), format).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(matches!(err, ReadError::Parse(_)), "{err}");
+        }
+        let err = parse_document(b"\xff\xfe{}", Format::Yaml).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn only_changes_to_the_file_or_a_configmap_swap_beside_it_ring() {
+        let file = FsPath::new("/cfg/status.json");
+        let event = |kind: EventKind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        use notify::event::{CreateKind, ModifyKind};
+        assert!(is_relevant(
+            &event(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                "/cfg/status.json"
+            ),
+            file
+        ));
+        assert!(is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/cfg/status.json"),
+            file
+        ));
+        assert!(is_relevant(
+            &event(EventKind::Modify(ModifyKind::Any), "/cfg/..data"),
+            file
+        ));
+        assert!(!is_relevant(
+            &event(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                "/cfg/status.json"
+            ),
+            file
+        ));
+        assert!(!is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/cfg/other.json"),
+            file
+        ));
+        assert!(!is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/elsewhere/..data"),
+            file
+        ));
+    }
 }
