@@ -48,7 +48,7 @@ fn a_bad_rule_file_is_refused_at_start_with_the_rules_line_and_the_reason() {
             "rules:\n  - name: r\n    regex: 'v=(?P<v>[0-9'\n    metrics:\n      - {name: x_total, type: counter}\n".into(),
             "line 3: rule \"r\" (line 2): invalid regex",
         ),
-        ("an unknown metric type", log_rule("{name: x, type: summary}"), "line 5: rule \"r\" (line 2): unknown metric type \"summary\""),
+        ("an unknown metric type", log_rule("{name: x, type: summary}"), "line 5: rule \"r\" (line 2): metric \"x\": unknown metric type \"summary\""),
         (
             "a label not captured by the regex",
             log_rule("{name: x_total, type: counter, labels: [status]}"),

@@ -678,12 +678,20 @@ impl OwnFamilies {
             source: source.clone(),
             result,
         };
+        // One statement each: `get_or_create` returns a read guard of the family's lock, and
+        // in one struct expression the first guard would live on while the second call takes
+        // the write lock to add its series: a deadlock (it hung the sidecar at start-up).
+        let reads_ok = self.reads.get_or_create(&labels(Some("ok"))).clone();
+        let reads_error = self.reads.get_or_create(&labels(Some("error"))).clone();
+        let up = self.up.get_or_create(&labels(None)).clone();
+        let value_errors = self.value_errors.get_or_create(&labels(None)).clone();
+        let last_success = self.last_success.get_or_create(&labels(None)).clone();
         let own = OwnMetrics {
-            reads_ok: self.reads.get_or_create(&labels(Some("ok"))).clone(),
-            reads_error: self.reads.get_or_create(&labels(Some("error"))).clone(),
-            up: self.up.get_or_create(&labels(None)).clone(),
-            value_errors: self.value_errors.get_or_create(&labels(None)).clone(),
-            last_success: self.last_success.get_or_create(&labels(None)).clone(),
+            reads_ok,
+            reads_error,
+            up,
+            value_errors,
+            last_success,
         };
         own.up.set(0);
         own
