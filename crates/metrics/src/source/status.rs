@@ -681,12 +681,19 @@ impl OwnFamilies {
             source: source.clone(),
             result,
         };
+        // One statement each: `get_or_create` hands out a read guard, and a temporary guard
+        // held over a second `get_or_create` on the same family deadlocks its write lock.
+        let reads_ok = self.reads.get_or_create(&labels(Some("ok"))).clone();
+        let reads_error = self.reads.get_or_create(&labels(Some("error"))).clone();
+        let up = self.up.get_or_create(&labels(None)).clone();
+        let value_errors = self.value_errors.get_or_create(&labels(None)).clone();
+        let last_success = self.last_success.get_or_create(&labels(None)).clone();
         let own = OwnMetrics {
-            reads_ok: self.reads.get_or_create(&labels(Some("ok"))).clone(),
-            reads_error: self.reads.get_or_create(&labels(Some("error"))).clone(),
-            up: self.up.get_or_create(&labels(None)).clone(),
-            value_errors: self.value_errors.get_or_create(&labels(None)).clone(),
-            last_success: self.last_success.get_or_create(&labels(None)).clone(),
+            reads_ok,
+            reads_error,
+            up,
+            value_errors,
+            last_success,
         };
         own.up.set(0);
         own
