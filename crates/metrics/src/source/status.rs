@@ -278,7 +278,7 @@ fn read_entry(
         Target::File(path) => path.display().to_string(),
         Target::Url(endpoint) => endpoint.shown.clone(),
     });
-    let format = format?;
+    let format = format.ok()?;
     let interval = interval?;
     let timeout = timeout?;
     let mut metrics = metrics?;
@@ -368,15 +368,15 @@ fn parse_url(text: &str) -> Result<Endpoint, String> {
     Ok(Endpoint { url, shown })
 }
 
-/// `Ok(None)`: not given, the default applies.
+/// `Ok(None)`: not given, and no file to guess from.
 fn read_format(
     node: Option<&Node>,
     target: Option<&Target>,
     checker: &mut Checker<'_>,
-) -> Option<Option<Format>> {
+) -> Result<Option<Format>, rules::Reported> {
     let given = match node {
         None => None,
-        Some(node) => match checker.string(node, "`format`")? {
+        Some(node) => match checker.string(node, "`format`").ok_or(rules::Reported)? {
             "json" => Some((Format::Json, node.line)),
             "yaml" => Some((Format::Yaml, node.line)),
             other => {
@@ -387,7 +387,7 @@ fn read_format(
                         pitcrew_core::text::printable(other.as_bytes(), 40)
                     ),
                 );
-                return None;
+                return Err(rules::Reported);
             }
         },
     };
@@ -397,9 +397,9 @@ fn read_format(
                 line,
                 "`format: yaml` is for files; a url's answer is read as JSON",
             );
-            None
+            Err(rules::Reported)
         }
-        (Some((format, _)), _) => Some(Some(format)),
+        (Some((format, _)), _) => Ok(Some(format)),
         (None, Some(Target::File(path))) => {
             let yaml = path
                 .extension()
@@ -407,9 +407,9 @@ fn read_format(
                 .is_some_and(|extension| {
                     extension.eq_ignore_ascii_case("yaml") || extension.eq_ignore_ascii_case("yml")
                 });
-            Some(Some(if yaml { Format::Yaml } else { Format::Json }))
+            Ok(Some(if yaml { Format::Yaml } else { Format::Json }))
         }
-        (None, _) => Some(None),
+        (None, _) => Ok(None),
     }
 }
 
@@ -755,14 +755,13 @@ impl fmt::Display for ReadError {
                 "larger than {}; a status document must be smaller",
                 pitcrew_core::text::exact_size(MAX_DOCUMENT_BYTES)
             ),
-            ReadError::Parse(reason) => f.write_str(reason),
             ReadError::Status(status) => write!(f, "answered HTTP {status}; expected 2xx"),
             ReadError::Timeout(timeout) => write!(
                 f,
                 "no whole answer within {} (`timeout`)",
                 pitcrew_core::duration::display(*timeout)
             ),
-            ReadError::Io(reason) => f.write_str(reason),
+            ReadError::Parse(reason) | ReadError::Io(reason) => f.write_str(reason),
         }
     }
 }
@@ -1753,9 +1752,9 @@ status:
 
     #[test]
     fn only_changes_to_the_file_or_a_configmap_swap_beside_it_ring() {
+        use notify::event::{CreateKind, ModifyKind};
         let file = FsPath::new("/cfg/status.json");
         let event = |kind: EventKind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
-        use notify::event::{CreateKind, ModifyKind};
         assert!(is_relevant(
             &event(
                 EventKind::Access(AccessKind::Close(AccessMode::Write)),
