@@ -23,6 +23,7 @@ const IMAGES: &[&str] = &[
     "pitcrew/wait:0.1.0",
     "pitcrew/tail:0.1.0",
     "pitcrew/reload:0.1.0",
+    "pitcrew/metrics:0.1.0",
     "docker.io/library/postgres:15",
     "docker.io/library/mariadb:10.11",
     "docker.io/library/nginx:1.22",

@@ -415,6 +415,72 @@ fn data_processing_job_completes_because_its_sidecar_exits_with_the_processor() 
     assert!(fetched.contains("batch.json"), "{fetched}");
 }
 
+/// The metrics adapter (`metrics-adapter/job.yaml`), the seed's progress monitor: the
+/// sidecar serves the processor's status file as gauges and its log lines as counters and a
+/// histogram, read here from the pod's address as Prometheus would scrape it, while the
+/// processor runs and after it finished; then it drains on SIGTERM with exit 0.
+#[test]
+fn metrics_adapter_serves_the_jobs_progress_and_log_counters() {
+    let Some(mut scenario) = Scenario::start("metrics-adapter") else {
+        return;
+    };
+    let manifest = scenario.manifest("metrics-adapter/job.yaml");
+    let pod = scenario.play(&manifest, "progress-job", "progress-job-q8r4z");
+    let mut address = None;
+    pod.wait_for("the pod's address", DEADLINE, |pod| {
+        address = pod.ip().ok();
+        address.is_some()
+    });
+    let url = format!("http://{}:9534/metrics", address.unwrap_or_default());
+    let scrape = || {
+        pitcrew_testkit::http_client::get(&url)
+            .ok()
+            .filter(|answer| answer.status == 200)
+            .map(|answer| answer.body)
+            .unwrap_or_default()
+    };
+    // While it runs: a stage before the last one, with a progress below 1.
+    pod.wait_for("the progress while the processor runs", DEADLINE, |_| {
+        scrape().contains("job_progress_ratio{stage=\"transform\"}")
+    });
+    let processor = pod.wait_exited("data-processor", DEADLINE);
+    assert_eq!(processor.exit_code, 0, "{}", pod.describe());
+    let expected = [
+        "job_progress_ratio{stage=\"done\"} 1",
+        "job_records_processed 500",
+        "job_errors{kind=\"parse\"} 1",
+        "job_errors{kind=\"io\"} 0",
+        "job_batches_total{status=\"ok\"} 5",
+        "job_rows_total 500",
+        "job_batch_seconds_count 5",
+        "job_batch_seconds_bucket{le=\"0.5\"} 5",
+        "pitcrew_metrics_rule_matches_total{rule=\"batches\"} 5",
+        "pitcrew_metrics_status_up{source=\"progress\"} 1",
+    ];
+    let mut last = String::new();
+    pod.wait_for("the final values", DEADLINE, |_| {
+        last = scrape();
+        expected.iter().all(|line| has_sample(&last, line))
+    });
+    assert!(
+        !last.contains("stage=\"transform\""),
+        "a stage gone from the status file is gone from /metrics:\n{last}"
+    );
+    drains_within_the_grace_period(&pod, &["metrics"]);
+}
+
+/// Whether the exposition has the sample `expected` (`name{labels} value`), whatever the
+/// value's spelling (`1` or `1.0`).
+fn has_sample(exposition: &str, expected: &str) -> bool {
+    let (series, value) = expected.rsplit_once(' ').expect("name and value");
+    let value: f64 = value.parse().expect("a number");
+    exposition.lines().any(|line| {
+        line.rsplit_once(' ').is_some_and(|(name, found)| {
+            name == series && found.parse::<f64>().is_ok_and(|found| found == value)
+        })
+    })
+}
+
 /// The shared-volume producer/consumer: prepare hands the producer its directory, the
 /// consumer (pitcrew/tail) reads every record exactly once through the producer's rotation.
 #[test]

@@ -75,12 +75,27 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        // Log files through the follower, status endpoints through pitcrew-core's TLS client
+        // (reqwest), status files watched with notify, /metrics by prometheus-client. No
+        // database driver, no archive reader, no template engine.
+        "metrics",
+        &["pitcrew-follow", "notify", "prometheus-client", "reqwest"],
+        &[
+            "jsonschema",
+            "mysql_async",
+            "tokio-postgres",
+            "zip",
+            "pitcrew-template",
+        ],
+    ),
+    (
         // The all-in-one holds every tool, so every tool's crates; test-only crates never.
         "pitcrew",
         &[
             "pitcrew-wait",
             "pitcrew-tail",
             "pitcrew-reload",
+            "pitcrew-metrics",
             "mysql_async",
             "jsonschema",
             "notify",

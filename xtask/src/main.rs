@@ -143,6 +143,16 @@ enum BenchTarget {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(5..=500))]
         anchor_swaps: u64,
     },
+    /// pitcrew-metrics vs mtail counting the lines of the same access log by status:
+    /// lines/s and peak RSS.
+    Metrics {
+        /// Lines in the generated access log.
+        #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(10_000..=100_000_000))]
+        lines: u64,
+        /// Timed runs per tool.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
+    },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
         /// Timed runs per tool.
@@ -234,6 +244,9 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Tail { size_mib, runs },
         } => bench::tail(size_mib, runs),
+        Task::Bench {
+            which: BenchTarget::Metrics { lines, runs },
+        } => bench::metrics(lines, runs),
         Task::Bench {
             which: BenchTarget::Reload { swaps, anchor_swaps },
         } => bench::reload(

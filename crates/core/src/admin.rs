@@ -4,8 +4,10 @@
 //! said otherwise through [`AdminState::set_live`] or [`AdminState::set_not_live`], e.g.
 //! pitcrew-reload when its file watcher died, so that a liveness probe restarts it) and
 //! `/readyz` (the tool has done what it must before it counts as ready, as the tool decides
-//! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` in the OpenMetrics text format from
-//! the tool's prometheus-client registry. Following mini-redis, [`serve`] takes its listener
+//! through [`AdminState::set_ready`]); Prometheus scrapes `/metrics` from the tool's
+//! prometheus-client registry, in OpenMetrics or the classic Prometheus text format as the
+//! request's Accept header prefers ([`Format::negotiate`]), followed by the families a tool
+//! writes itself ([`Exposition`], e.g. textfiles passed through). Following mini-redis, [`serve`] takes its listener
 //! and its shutdown future as arguments, so tests bind `127.0.0.1:0` and stop it at will.
 
 use std::convert::Infallible;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -26,7 +28,22 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+mod format;
+
+pub use format::{Format, escape_label_value, openmetrics_to_text};
+
+/// Families a tool writes itself, appended to `/metrics` after the registry's (before `# EOF`
+/// in OpenMetrics): what prometheus-client cannot hold, such as the summaries and untyped
+/// families of pitcrew-metrics' pass-through `*.prom` textfiles.
+///
+/// Called once per scrape, from the admin server's task: it must not block for long (read
+/// what was prepared elsewhere, do not do I/O). The writer is responsible for valid text in
+/// the format asked, names that do not clash with the registry's, and escaped label values
+/// ([`escape_label_value`]).
+pub trait Exposition: Send + Sync + 'static {
+    /// Appends this exposition's families to `out`, in `format`.
+    fn write(&self, format: Format, out: &mut String);
+}
 
 /// What the admin server reports; clone it into the tool's tasks to flip readiness and
 /// liveness.
@@ -38,6 +55,8 @@ pub struct AdminState {
     /// body, so it should say what died.
     not_live: Arc<Mutex<Option<String>>>,
     registry: Arc<Mutex<Registry>>,
+    /// Written after the registry, in the order they were added.
+    expositions: Arc<Mutex<Vec<Arc<dyn Exposition>>>>,
 }
 
 impl AdminState {
@@ -47,7 +66,17 @@ impl AdminState {
             ready: Arc::new(AtomicBool::new(false)),
             not_live: Arc::new(Mutex::new(None)),
             registry: Arc::new(Mutex::new(registry)),
+            expositions: Arc::default(),
         }
+    }
+
+    /// Adds families the tool writes itself to every `/metrics` answer, after the registry's
+    /// and any added before.
+    pub fn add_exposition(&self, exposition: Arc<dyn Exposition>) {
+        self.expositions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(exposition);
     }
 
     /// Marks the tool ready (or not): `/readyz` answers 200 or 503 accordingly.
@@ -93,16 +122,45 @@ impl AdminState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn metrics_text(&self) -> Result<String, std::fmt::Error> {
-        let mut text = String::new();
-        // A poisoned lock only means another thread panicked while registering a metric;
-        // the registry itself is still consistent enough to encode.
-        let registry = self
-            .registry
+    /// The body of a `/metrics` answer in `format`.
+    pub fn metrics_text(&self, format: Format) -> Result<String, std::fmt::Error> {
+        let mut openmetrics = String::new();
+        {
+            // A poisoned lock only means another thread panicked while registering a metric;
+            // the registry itself is still consistent enough to encode.
+            let registry = self
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prometheus_client::encoding::text::encode_registry(&mut openmetrics, &registry)?;
+        }
+        let mut body = match format {
+            Format::OpenMetrics => openmetrics,
+            Format::PrometheusText => {
+                let mut text = String::with_capacity(openmetrics.len());
+                openmetrics_to_text(&openmetrics, &mut text);
+                text
+            }
+        };
+        // A copy of the list, so that an exposition that adds another (or is slow) does not
+        // hold the lock.
+        let expositions = self
+            .expositions
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        prometheus_client::encoding::text::encode(&mut text, &registry)?;
-        Ok(text)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for exposition in expositions {
+            exposition.write(format, &mut body);
+            // One that forgot its last newline must not glue its last sample to the next
+            // family's first line.
+            if !body.is_empty() && !body.ends_with('\n') {
+                body.push('\n');
+            }
+        }
+        if format == Format::OpenMetrics {
+            body.push_str("# EOF\n");
+        }
+        Ok(body)
     }
 }
 
@@ -209,21 +267,39 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         },
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => match state.metrics_text() {
-            Ok(body) => {
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-                response
+        "/metrics" => {
+            let format = Format::negotiate(accept(request).as_deref());
+            match state.metrics_text(format) {
+                Ok(body) => {
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let headers = response.headers_mut();
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+                    // The answer depends on Accept: a cache in between must not hand the
+                    // OpenMetrics answer to a client that asked for the classic text.
+                    headers.insert(VARY, HeaderValue::from_static("Accept"));
+                    response
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
             }
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
-        },
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz or /metrics\n",
         ),
     }
+}
+
+/// The request's Accept header values joined with `,` (HTTP allows the header to repeat);
+/// values that are not text are left out.
+fn accept(request: &Request<Incoming>) -> Option<String> {
+    let mut values = request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .peekable();
+    values.peek()?;
+    Some(values.collect::<Vec<_>>().join(","))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -252,14 +328,117 @@ mod tests {
 
     /// Sends one HTTP/1.0 request and returns the whole response (status line, headers, body).
     async fn get(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        request(addr, method, path, "").await
+    }
+
+    /// Like [`get`], with extra header lines (each ending in `\r\n`).
+    async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes())
             .await
             .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response
+    }
+
+    /// Writes a summary (which prometheus-client cannot hold) in the format asked, and
+    /// records the formats it was asked for.
+    struct Summary {
+        asked: Mutex<Vec<Format>>,
+    }
+
+    impl Exposition for Summary {
+        fn write(&self, format: Format, out: &mut String) {
+            self.asked.lock().unwrap().push(format);
+            out.push_str("# TYPE rpc_seconds summary\n");
+            out.push_str("rpc_seconds{quantile=\"0.5\"} 0.25\nrpc_seconds_sum 3\nrpc_seconds_count 9\n");
+        }
+    }
+
+    /// Writes one gauge without the last newline.
+    struct Sloppy;
+
+    impl Exposition for Sloppy {
+        fn write(&self, _: Format, out: &mut String) {
+            out.push_str("# TYPE sloppy gauge\nsloppy 1");
+        }
+    }
+
+    /// Adds another exposition while it is being written, as a tool reacting to a new source
+    /// could: the list is not locked during writes, so this must not deadlock.
+    struct Adder {
+        state: AdminState,
+    }
+
+    impl Exposition for Adder {
+        fn write(&self, _: Format, _: &mut String) {
+            self.state.add_exposition(Arc::new(Sloppy));
+        }
+    }
+
+    #[test]
+    fn expositions_follow_the_registry_in_the_format_asked() {
+        let mut registry = Registry::default();
+        let requests = Counter::<u64>::default();
+        registry.register("demo_requests", "Requests seen by the demo", requests.clone());
+        requests.inc();
+        let state = AdminState::new(registry);
+        let summary = Arc::new(Summary {
+            asked: Mutex::new(Vec::new()),
+        });
+        // Added through a clone: the server's copy sees it.
+        state.clone().add_exposition(summary.clone());
+        state.add_exposition(Arc::new(Sloppy));
+
+        let openmetrics = state.metrics_text(Format::OpenMetrics).unwrap();
+        assert_eq!(
+            openmetrics,
+            "# HELP demo_requests Requests seen by the demo.\n\
+             # TYPE demo_requests counter\n\
+             demo_requests_total 1\n\
+             # TYPE rpc_seconds summary\n\
+             rpc_seconds{quantile=\"0.5\"} 0.25\n\
+             rpc_seconds_sum 3\n\
+             rpc_seconds_count 9\n\
+             # TYPE sloppy gauge\n\
+             sloppy 1\n\
+             # EOF\n"
+        );
+        let text = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(
+            text,
+            "# HELP demo_requests_total Requests seen by the demo.\n\
+             # TYPE demo_requests_total counter\n\
+             demo_requests_total 1\n\
+             # TYPE rpc_seconds summary\n\
+             rpc_seconds{quantile=\"0.5\"} 0.25\n\
+             rpc_seconds_sum 3\n\
+             rpc_seconds_count 9\n\
+             # TYPE sloppy gauge\n\
+             sloppy 1\n"
+        );
+        assert_eq!(
+            *summary.asked.lock().unwrap(),
+            [Format::OpenMetrics, Format::PrometheusText],
+            "once per scrape, in the format of that scrape"
+        );
+    }
+
+    #[test]
+    fn an_exposition_may_add_another_while_written() {
+        let state = AdminState::default();
+        state.add_exposition(Arc::new(Adder { state: state.clone() }));
+        let first = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(first, "", "added during this scrape: shown from the next one");
+        let second = state.metrics_text(Format::PrometheusText).unwrap();
+        assert_eq!(second, "# TYPE sloppy gauge\nsloppy 1\n");
+        // An empty registry in OpenMetrics is just the end marker.
+        assert_eq!(
+            AdminState::default().metrics_text(Format::OpenMetrics).unwrap(),
+            "# EOF\n"
+        );
     }
 
     /// Regression: the accept loop retried at once after an error, spinning a core for as long
@@ -350,11 +529,47 @@ mod tests {
         state.set_ready(true);
         assert!(get(addr, "GET", "/readyz").await.starts_with("HTTP/1.0 200"));
 
+        // curl and friends: the classic text.
         let metrics = get(addr, "GET", "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
-        assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+        assert!(
+            metrics.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("vary: Accept\r\n"), "{metrics}");
+        assert!(
+            metrics.contains("# TYPE demo_requests_total counter\n"),
+            "{metrics}"
+        );
         assert!(metrics.contains("demo_requests_total 3"), "{metrics}");
-        assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+        assert!(!metrics.contains("# EOF"), "{metrics}");
+
+        // Prometheus: OpenMetrics.
+        let metrics = request(
+            addr,
+            "GET",
+            "/metrics",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        )
+        .await;
+        assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+        assert!(
+            metrics.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("# TYPE demo_requests counter\n"), "{metrics}");
+        assert!(metrics.contains("demo_requests_total 3"), "{metrics}");
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+
+        // A repeated Accept header counts as one list.
+        let metrics = request(
+            addr,
+            "GET",
+            "/metrics",
+            "Accept: text/html\r\nAccept: application/openmetrics-text\r\n",
+        )
+        .await;
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 
         assert!(get(addr, "GET", "/nope").await.starts_with("HTTP/1.0 404"));
         assert!(state.is_live(), "live unless told otherwise (tail never says)");

@@ -25,6 +25,22 @@ use clap::{ArgAction, CommandFactory, FromArgMatches};
 
 use crate::exit::{ExitCode, termination_log_from_env, write_termination_log};
 
+/// A repeatable path flag's values, or — when the only value is exactly its env twin's (clap
+/// took it from there) — that list split on commas, trimmed, empty parts dropped. A flag given
+/// on the command line is one path even with a comma in it; in a pod spec's `env` a list is
+/// the natural spelling (`PITCREW_RELOAD_WATCH=/a,/b`).
+pub fn env_paths(values: &[std::path::PathBuf], from_env: Option<String>) -> Vec<std::path::PathBuf> {
+    match (values, from_env) {
+        ([one], Some(list)) if one.as_os_str() == list.as_str() => list
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect(),
+        _ => values.to_vec(),
+    }
+}
+
 /// Parses `args` (the program name first) into `P`, with env twins read from this process's
 /// environment as the module docs describe.
 pub fn try_parse_from<P, I, T>(args: I) -> Result<P, clap::Error>

@@ -3,7 +3,7 @@
 //! Always available: [`exit`] (the shared exit-code table and the Kubernetes termination log),
 //! [`duration`] (human durations such as `500ms`, `30s`, `5m`, capped) and [`redact`] (hiding
 //! passwords in URL-like text), [`io_error`] (I/O errors as short phrases), [`calendar`] (dates from Unix time), [`text`] (server text for a log line, exact sizes,
-//! hex). Behind cargo features, so a small tool links only what it uses:
+//! hex, JSON pointers). Behind cargo features, so a small tool links only what it uses:
 //!
 //! | feature    | module       | what it gives                                          |
 //! |------------|--------------|--------------------------------------------------------|
@@ -11,11 +11,12 @@
 //! | `shutdown` | [`shutdown`], [`runtime`] | a future that completes on SIGTERM or SIGINT (PID 1 safe); the runtime `main` runs in |
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
-//! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper              |
+//! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper (OpenMetrics or Prometheus text, by Accept) |
 //! | `stop`     | [`stop`]     | SIGTERM/SIGINT as a flag for synchronous tools (no runtime) |
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 //! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
 //! | `s3`       | [`s3`]       | AWS environment and web identity, presigned SigV4 GET/PUT, S3 errors without secrets |
+//! | `yaml`     | [`yaml`]     | YAML into serde_json values: bounded, duplicate keys found, positions; `parse_one` for status files |
 
 pub mod calendar;
 pub mod duration;
@@ -44,3 +45,5 @@ pub mod shutdown;
 pub mod stop;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "yaml")]
+pub mod yaml;

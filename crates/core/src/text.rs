@@ -1,6 +1,8 @@
 //! Short text forms several tools print: a peer's bytes made safe for one log line, an exact
-//! byte size for a limit in a message, and lower-case hex for digests; and the checks of a
-//! `--header 'Name: value'` flag (fetch, tail), whose errors never show the value.
+//! byte size for a limit in a message, and lower-case hex for digests; the checks of a
+//! `--header 'Name: value'` flag (fetch, tail), whose errors never show the value; and the
+//! JSON pointers and quoted keys that name a place in a data document (validate, and the YAML
+//! reader).
 
 /// Bytes a server sent, for a log line: lossy UTF-8, control characters turned into spaces, at
 /// most `limit` characters (then `…`), trimmed. A hostile peer cannot forge a line or flood it.
@@ -96,9 +98,47 @@ pub fn header_flag<'a>(
     Ok((name, value))
 }
 
+/// Appends `segment` to a JSON pointer, escaped as RFC 6901 says (`~` → `~0`, `/` → `~1`).
+pub fn push_pointer_segment(pointer: &mut String, segment: &str) {
+    pointer.push('/');
+    for character in segment.chars() {
+        match character {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            other => pointer.push(other),
+        }
+    }
+}
+
+/// A key for messages: quoted and cut to 80 characters, so a key holding a whole line of
+/// garbage does not flood the log.
+pub fn show_key(key: &str) -> String {
+    const LIMIT: usize = 80;
+    if key.chars().count() <= LIMIT {
+        format!("{key:?}")
+    } else {
+        let cut: String = key.chars().take(LIMIT).collect();
+        format!("{cut:?}…")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointers_are_escaped() {
+        let mut pointer = String::new();
+        push_pointer_segment(&mut pointer, "a/b~c");
+        push_pointer_segment(&mut pointer, "0");
+        assert_eq!(pointer, "/a~1b~0c/0");
+    }
+
+    #[test]
+    fn long_keys_are_cut() {
+        assert_eq!(show_key("a"), "\"a\"");
+        assert!(show_key(&"x".repeat(500)).len() < 100);
+    }
 
     #[test]
     fn server_text_is_one_bounded_line() {

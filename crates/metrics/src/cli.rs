@@ -210,7 +210,7 @@ impl Args {
     /// [`Args::config`] with the environment lookup given (to tell a flag's value from its
     /// env twin's list), for tests.
     pub fn config_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, MetricsError> {
-        let logs = env_list(&self.log, env("PITCREW_METRICS_LOG"));
+        let logs = pitcrew_core::cli::env_paths(&self.log, env("PITCREW_METRICS_LOG"));
         if let Some(index) = logs.iter().position(|path| path.as_os_str().is_empty()) {
             return Err(MetricsError::Usage(format!(
                 "--log number {} is empty: expected a path or glob",
@@ -292,21 +292,6 @@ pub fn load_rule_file(path: &Path) -> Result<RuleFile, MetricsError> {
         ))
     })?;
     RuleFile::parse(&text).map_err(|err| MetricsError::Config(format!("--config {shown}: {err}")))
-}
-
-/// The flag's values, or — when the only value is exactly the env twin's (clap took it from
-/// there) — that list split on commas. A flag given on the command line is one path even with
-/// a comma in it.
-fn env_list(values: &[PathBuf], from_env: Option<String>) -> Vec<PathBuf> {
-    match (values, from_env) {
-        ([one], Some(list)) if one.as_os_str() == list.as_str() => list
-            .split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .map(PathBuf::from)
-            .collect(),
-        _ => values.to_vec(),
-    }
 }
 
 // The program itself: what `src/main.rs` and the all-in-one `pitcrew` binary run.

@@ -112,15 +112,12 @@ pub async fn run(
     } else {
         Some(StatusSources::new(status, &config.tls, &store, &mut registry)?)
     };
-    let statsd_source = match statsd {
-        Some(socket) => Some(StatsdSource::new(statsd_config, socket, &store, &mut registry)?),
-        None => {
-            if !statsd_config.mappings.is_empty() {
-                tracing::warn!("the rule file has StatsD mappings but no --statsd-addr was given");
-            }
-            None
-        }
-    };
+    if statsd.is_none() && !statsd_config.mappings.is_empty() {
+        tracing::warn!("the rule file has StatsD mappings but no --statsd-addr was given");
+    }
+    let statsd_source = statsd
+        .map(|socket| StatsdSource::new(statsd_config, socket, &store, &mut registry))
+        .transpose()?;
     let state = AdminState::new(registry);
     if let Some(dir) = config.textfile_dir {
         source::textfile::TextfileSource::new(dir).attach(&state);

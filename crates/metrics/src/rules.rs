@@ -46,6 +46,9 @@
 //! - A `regex` rule matches where its regex matches (unanchored unless it says `^`/`$`); its
 //!   named captures are the values. An optional group that did not take part gives `""` to a
 //!   label and an invalid value to `value`.
+//!   The syntax is the `regex` crate's (RE2-like: no look-around or backreferences, so a
+//!   match takes time linear in the line); `\d`, `\w`, `\s` and `(?i)` are Unicode-aware,
+//!   `\p{…}` classes are not available.
 //! - A `json` rule matches a line that is a JSON object holding every listed path (a `null`
 //!   counts as missing); strings are taken as they are, numbers and booleans as their text,
 //!   objects and arrays as compact JSON. A `logfmt` rule matches a line holding every listed
@@ -65,7 +68,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use regex_lite::Regex;
+use regex::Regex;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -918,7 +921,7 @@ fn read_matcher(
         let regex = match Regex::new(pattern) {
             Ok(regex) => regex,
             Err(err) => {
-                // regex-lite's message can span lines; the error is read in one log line.
+                // The engine's message spans lines; the error is read in one log line.
                 let reason = err.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
                 checker.problem(node.line, format!("invalid regex: {reason}"));
                 return None;

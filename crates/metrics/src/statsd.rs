@@ -589,29 +589,38 @@ impl Mapper {
 
     /// The series a sample belongs to.
     pub fn map(&self, sample: &Sample<'_>) -> Mapping {
-        let metric_type = sample.metric_type();
+        match self.map_name(sample.name, sample.metric_type()) {
+            NameMapping::Dropped { rule } => Mapping::Dropped { rule },
+            NameMapping::Metric(metric) => Mapping::Metric(metric.with_tags(sample.tags)),
+        }
+    }
+
+    /// The part of [`map`](Self::map) that depends only on the StatsD name and type: the
+    /// rule's glob match and templates, the slow part (a regex per rule). A listener caches
+    /// it per name and type and adds each sample's tags with [`NamedMetric::with_tags`].
+    pub fn map_name(&self, name: &str, metric_type: MetricType) -> NameMapping {
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.metric_type.is_some_and(|only| only != metric_type) {
                 continue;
             }
-            let Some(captures) = rule.regex.captures(sample.name) else {
+            let Some(captures) = rule.regex.captures(name) else {
                 continue;
             };
             if rule.drop {
-                return Mapping::Dropped { rule: index };
+                return NameMapping::Dropped { rule: index };
             }
             let capture = |group: usize| captures.get(group).map_or("", |found| found.as_str());
-            let mut name = String::new();
+            let mut mapped = String::new();
             for piece in &rule.name {
                 match piece {
-                    Piece::Text(text) => name.push_str(text),
-                    Piece::Capture(group) => push_name_chars(&mut name, capture(*group)),
+                    Piece::Text(text) => mapped.push_str(text),
+                    Piece::Capture(group) => push_name_chars(&mut mapped, capture(*group)),
                 }
             }
-            if name.starts_with(|first: char| first.is_ascii_digit()) {
-                name.insert(0, '_');
+            if mapped.starts_with(|first: char| first.is_ascii_digit()) {
+                mapped.insert(0, '_');
             }
-            let (mut labels, dropped_tags) = tag_labels(sample.tags);
+            let mut labels = Vec::with_capacity(rule.labels.len());
             for (label, template) in &rule.labels {
                 let mut value = String::new();
                 for piece in template {
@@ -622,20 +631,54 @@ impl Mapper {
                 }
                 labels.push((label.clone(), value));
             }
-            return Mapping::Metric(MappedMetric {
-                name,
-                labels: finish_labels(labels),
+            return NameMapping::Metric(NamedMetric {
+                name: mapped,
+                rule_labels: labels,
                 rule: Some(index),
-                dropped_tags,
             });
         }
-        let (labels, dropped_tags) = tag_labels(sample.tags);
-        Mapping::Metric(MappedMetric {
-            name: sanitize_metric_name(sample.name),
-            labels: finish_labels(labels),
+        NameMapping::Metric(NamedMetric {
+            name: sanitize_metric_name(name),
+            rule_labels: Vec::new(),
             rule: None,
-            dropped_tags,
         })
+    }
+}
+
+/// The result of [`Mapper::map_name`]: a sample's fate before its tags are looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameMapping {
+    /// Export under this name, with these rule labels and the sample's tags.
+    Metric(NamedMetric),
+    /// A rule with `drop` matched.
+    Dropped {
+        /// Index of the rule.
+        rule: usize,
+    },
+}
+
+/// A mapped name and the matching rule's labels, waiting for a sample's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedMetric {
+    /// A valid Prometheus metric name.
+    pub name: String,
+    /// The rule's labels, expanded (empty values still in: they remove a tag of that name).
+    rule_labels: Vec<(String, String)>,
+    /// The rule that matched, `None` when the sanitised StatsD name was used.
+    pub rule: Option<usize>,
+}
+
+impl NamedMetric {
+    /// The series identity for one sample's tags: tags first, the rule's labels override them.
+    pub fn with_tags(&self, tags: Tags<'_>) -> MappedMetric {
+        let (mut labels, dropped_tags) = tag_labels(tags);
+        labels.extend(self.rule_labels.iter().cloned());
+        MappedMetric {
+            name: self.name.clone(),
+            labels: finish_labels(labels),
+            rule: self.rule,
+            dropped_tags,
+        }
     }
 }
 
@@ -680,7 +723,8 @@ fn compile_rule(rule: &MappingRule) -> Result<CompiledRule, String> {
     let regex = Regex::new(&regex).map_err(|error| format!("match {pattern:?}: {error}"))?;
 
     let name = parse_template(&rule.name, groups).map_err(|reason| format!("name: {reason}"))?;
-    if name.is_empty() {
+    // A drop rule needs no name (statsd_exporter's `action: drop` entries have none).
+    if name.is_empty() && !rule.drop {
         return Err("empty name".to_owned());
     }
     // Captures are sanitised at match time; the literal text must already be name characters.

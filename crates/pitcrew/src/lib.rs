@@ -61,6 +61,11 @@ pub const TOOLS: &[Tool] = &[
         main: pitcrew_fetch::cli::main_with_args,
     },
     Tool {
+        name: "metrics",
+        description: "metrics adapter sidecar: Prometheus metrics from logs, status files, textfiles, StatsD",
+        main: pitcrew_metrics::cli::main_with_args,
+    },
+    Tool {
         name: "migrate",
         description: "apply SQL migrations exactly once (golang-migrate's files and flags)",
         main: pitcrew_migrate::cli::main_with_args,

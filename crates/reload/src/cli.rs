@@ -238,7 +238,7 @@ impl Args {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Vec<PathBuf>, Vec<RenderPair>), ReloadError> {
         let usage = ReloadError::Usage;
-        let watch = env_list(&self.watch, env("PITCREW_RELOAD_WATCH"));
+        let watch = pitcrew_core::cli::env_paths(&self.watch, env("PITCREW_RELOAD_WATCH"));
         if watch.is_empty() {
             return Err(usage(
                 "no --watch: give at least one file or directory to watch".to_owned(),
@@ -250,8 +250,9 @@ impl Args {
                 return Err(usage(format!("--watch {} is given twice", path.display())));
             }
         }
-        let templates = env_list(&self.render_template, env("PITCREW_RELOAD_RENDER_TEMPLATE"));
-        let outputs = env_list(&self.render_output, env("PITCREW_RELOAD_RENDER_OUTPUT"));
+        let templates =
+            pitcrew_core::cli::env_paths(&self.render_template, env("PITCREW_RELOAD_RENDER_TEMPLATE"));
+        let outputs = pitcrew_core::cli::env_paths(&self.render_output, env("PITCREW_RELOAD_RENDER_OUTPUT"));
         check_paths("--render-template", &templates)?;
         check_paths("--render-output", &outputs)?;
         if templates.len() != outputs.len() {
@@ -303,21 +304,6 @@ impl Args {
             }
         }
         Ok((watch, renders))
-    }
-}
-
-/// The flag's values, or — when the only value is exactly the env twin's (clap took it from
-/// there) — that list split on commas. A flag given on the command line is one path even with
-/// a comma in it.
-fn env_list(values: &[PathBuf], from_env: Option<String>) -> Vec<PathBuf> {
-    match (values, from_env) {
-        ([one], Some(list)) if one.as_os_str() == list.as_str() => list
-            .split(',')
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .map(PathBuf::from)
-            .collect(),
-        _ => values.to_vec(),
     }
 }
 

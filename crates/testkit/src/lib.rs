@@ -60,6 +60,14 @@ pub fn free_port() -> u16 {
         .expect("cannot bind 127.0.0.1:0 to find a free port")
 }
 
+/// A free UDP port on 127.0.0.1 (bound and released), e.g. for a StatsD listener.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map(|address| address.port())
+        .expect("cannot bind UDP 127.0.0.1:0 to find a free port")
+}
+
 /// Waits up to `deadline` until `address` accepts TCP connections. Panics with `what` if not.
 pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
     let start = Instant::now();

@@ -919,6 +919,28 @@ impl Pod {
         self.podman.output(&["pod", "start", &self.name]).map(drop)
     }
 
+    /// The pod's address on its network (the test's own podman network), as Prometheus
+    /// would scrape it: the host reaches it through the network's bridge.
+    ///
+    /// # Errors
+    /// When podman fails or the pod has no address yet.
+    pub fn ip(&self) -> Result<String> {
+        let infra =
+            self.podman
+                .output(&["pod", "inspect", &self.name, "--format", "{{.InfraContainerID}}"])?;
+        let address = self.podman.output(&[
+            "inspect",
+            infra.trim(),
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        ])?;
+        address
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("pod {} has no address yet", self.name))
+    }
+
     /// The podman name of the pod's container `container` (`POD-CONTAINER`).
     pub fn container(&self, container: &str) -> String {
         format!("{}-{container}", self.name)

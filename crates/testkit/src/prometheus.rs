@@ -304,6 +304,40 @@ fn encode_query(expr: &str) -> String {
     encoded
 }
 
+/// `promtool check metrics` (Prometheus's own parser of the text format 0.0.4, from Debian's
+/// `prometheus` package) on `text`: whether it parsed, and what promtool said. Lint findings
+/// (exit 3: help style, naming advice) count as parsed; a parse error (exit 1) does not.
+/// `None` when promtool is not installed (outside CI; see [`crate::require_binary`]).
+///
+/// # Panics
+/// When promtool cannot be run.
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let promtool = crate::require_binary("promtool", &["/usr/bin/promtool"])?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("cannot write to promtool");
+    let output = child.wait_with_output().expect("promtool did not finish");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed = matches!(output.status.code(), Some(0 | 3)) && !said.contains("error while linting");
+    Some((parsed, said))
+}
+
 // The values compared are small integers Prometheus sends as decimal text: exact in an f64.
 #[allow(clippy::float_cmp)]
 #[cfg(test)]

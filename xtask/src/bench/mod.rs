@@ -5,6 +5,7 @@
 
 mod fetch;
 mod images;
+mod metrics;
 mod migrate;
 mod reload;
 mod render;
@@ -17,6 +18,7 @@ use crate::util::{self, Result};
 
 pub use fetch::fetch;
 pub use images::images;
+pub use metrics::metrics;
 pub use migrate::migrate;
 pub use reload::reload;
 pub use render::render;

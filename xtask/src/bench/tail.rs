@@ -368,7 +368,7 @@ fn spawn(
         .map_err(|err| format!("cannot start {}: {err}", contender.name()))
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -376,7 +376,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The descriptor number `pid` has `log` open as, once it has (up to 30 s).
-fn wait_for_open(pid: u32, log: &Path) -> Result<u32> {
+pub(super) fn wait_for_open(pid: u32, log: &Path) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let target: PathBuf = log
         .canonicalize()
@@ -475,7 +475,7 @@ fn write_as_fast_as_possible(log: &Path, bytes: u64, lines_per_second: Option<u6
     Ok(())
 }
 
-fn cpu_time(pid: u32) -> Result<Duration> {
+pub(super) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|err| format!("process {pid}: {err}"))?;
     // Fields after the command name (which may hold spaces, so split after its ')').

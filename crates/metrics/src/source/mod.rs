@@ -16,3 +16,4 @@ pub mod logs;
 pub mod statsd;
 pub mod status;
 pub mod textfile;
+mod throttle;

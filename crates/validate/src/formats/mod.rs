@@ -19,13 +19,16 @@ use crate::problem::{Check, Position, Problem};
 
 /// Deepest nesting of arrays and objects accepted in any format: serde_json's own limit,
 /// far beyond any real configuration, and safe for every recursive step after parsing
-/// (schema validation, dropping the value).
-pub const MAX_DEPTH: usize = 128;
+/// (schema validation, dropping the value). The YAML reader's, so all three formats agree.
+pub use pitcrew_core::yaml::MAX_DEPTH;
 
 /// Most values one YAML file may expand to through aliases: far beyond real configuration
 /// (a Kubernetes List of 1000 Deployments is about 100 000), and it stops a "billion laughs"
 /// file of a few hundred bytes before it takes the container's memory.
-pub const MAX_NODES: usize = 1_000_000;
+pub use pitcrew_core::yaml::MAX_NODES;
+
+/// JSON pointers and keys in messages are written as pitcrew-core's YAML reader writes them.
+pub use pitcrew_core::text::{push_pointer_segment as push_segment, show_key};
 
 /// A data format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,30 +159,6 @@ pub fn parse(format: Format, bytes: &[u8]) -> Parsed {
     }
 }
 
-/// Appends `segment` to a JSON pointer, escaped as RFC 6901 says (`~` → `~0`, `/` → `~1`).
-pub fn push_segment(pointer: &mut String, segment: &str) {
-    pointer.push('/');
-    for character in segment.chars() {
-        match character {
-            '~' => pointer.push_str("~0"),
-            '/' => pointer.push_str("~1"),
-            other => pointer.push(other),
-        }
-    }
-}
-
-/// A key for messages: quoted and cut to 80 characters, so a key holding a whole line of
-/// garbage does not flood the log.
-pub fn show_key(key: &str) -> String {
-    const LIMIT: usize = 80;
-    if key.chars().count() <= LIMIT {
-        format!("{key:?}")
-    } else {
-        let cut: String = key.chars().take(LIMIT).collect();
-        format!("{cut:?}…")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,14 +172,6 @@ mod tests {
         assert_eq!(Format::from_path(Path::new("b.conf")), None);
         assert_eq!(Format::from_path(Path::new("json")), None);
         assert!("xml".parse::<Format>().unwrap_err().contains("\"xml\""));
-    }
-
-    #[test]
-    fn pointers_are_escaped() {
-        let mut pointer = String::new();
-        push_segment(&mut pointer, "a/b~c");
-        push_segment(&mut pointer, "0");
-        assert_eq!(pointer, "/a~1b~0c/0");
     }
 
     #[test]
@@ -234,11 +205,5 @@ mod tests {
             let parsed = parse(format, b" \n\t\n");
             assert!(parsed.empty && parsed.problems.is_empty(), "{format}");
         }
-    }
-
-    #[test]
-    fn long_keys_are_cut() {
-        assert_eq!(show_key("a"), "\"a\"");
-        assert!(show_key(&"x".repeat(500)).len() < 100);
     }
 }
