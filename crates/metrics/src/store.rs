@@ -471,19 +471,7 @@ struct Escaped<'a>(&'a str);
 
 impl EncodeLabelValue for Escaped<'_> {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let text = self.0;
-        if !text.contains(['\\', '"', '\n']) {
-            return encoder.write_str(text);
-        }
-        for c in text.chars() {
-            match c {
-                '\\' => encoder.write_str("\\\\")?,
-                '"' => encoder.write_str("\\\"")?,
-                '\n' => encoder.write_str("\\n")?,
-                c => encoder.write_char(c)?,
-            }
-        }
-        Ok(())
+        encoder.write_str(&pitcrew_core::admin::escape_label_value(self.0))
     }
 }
 

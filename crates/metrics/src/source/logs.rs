@@ -220,26 +220,15 @@ impl Own {
         for rule in rules.rules() {
             // prometheus-client writes label values as they are; the rule name is the file
             // author's free text, so it is escaped here.
-            let label = vec![("rule", escape_label_value(&rule.name))];
+            let label = vec![(
+                "rule",
+                pitcrew_core::admin::escape_label_value(&rule.name).into_owned(),
+            )];
             own.matches.push(matches.get_or_create(&label).clone());
             own.invalid.push(invalid.get_or_create(&label).clone());
         }
         own
     }
-}
-
-/// A label value as the text format wants it between its quotes.
-fn escape_label_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl Matcher {

@@ -607,15 +607,7 @@ struct Escaped(Arc<str>);
 impl EncodeLabelValue for &Escaped {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         use std::fmt::Write as _;
-        for c in self.0.chars() {
-            match c {
-                '\\' => encoder.write_str("\\\\")?,
-                '"' => encoder.write_str("\\\"")?,
-                '\n' => encoder.write_str("\\n")?,
-                c => encoder.write_char(c)?,
-            }
-        }
-        Ok(())
+        encoder.write_str(&pitcrew_core::admin::escape_label_value(&self.0))
     }
 }
 
