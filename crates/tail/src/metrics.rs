@@ -17,8 +17,19 @@ use prometheus_client::registry::Registry;
 /// Labels of per-file metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FileLabel {
-    /// The file's path.
+    /// The file's path, escaped for the exposition formats.
     pub file: String,
+}
+
+impl FileLabel {
+    /// The label of `path`. prometheus-client writes label values as they are, so a path
+    /// holding a `"`, a `\` or a newline would make the whole scrape unreadable: it is escaped
+    /// here.
+    pub fn of(path: &std::path::Path) -> FileLabel {
+        FileLabel {
+            file: pitcrew_core::admin::escape_label_value(&path.display().to_string()).into_owned(),
+        }
+    }
 }
 
 /// One sink's counters, handed to its worker.
@@ -135,5 +146,18 @@ impl Metrics {
             );
         }
         (Arc::new(metrics), registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a followed path with a quote or a backslash broke the whole scrape
+    /// (prometheus-client 0.23 writes label values unescaped).
+    #[test]
+    fn a_path_with_quotes_backslashes_and_a_newline_stays_one_valid_label() {
+        let label = FileLabel::of(std::path::Path::new("/var/log/a \"b\" \\c\nd.log"));
+        assert_eq!(label.file, "/var/log/a \\\"b\\\" \\\\c\\nd.log");
     }
 }

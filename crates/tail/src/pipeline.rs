@@ -232,7 +232,7 @@ pub async fn run(
                 deliver(&mut records, &sinks, &mut shutdown, &mut state, &control, config.drain_timeout).await;
                         let base = bases.remove(&file.id).unwrap_or(0);
                         tracker.release(&file, base + offset);
-                        metrics.lag_bytes.remove(&FileLabel { file: file.path.display().to_string() });
+                        metrics.lag_bytes.remove(&FileLabel::of(&file.path));
                     }
                 }
             }
@@ -514,9 +514,7 @@ fn refresh(
         let lag = file.size.saturating_sub(file.read_offset);
         metrics
             .lag_bytes
-            .get_or_create(&FileLabel {
-                file: file.file.path.display().to_string(),
-            })
+            .get_or_create(&FileLabel::of(&file.file.path))
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
         if lag > 0 && file.last_progress.elapsed() > config.ready_stall {
             stalled = Some(file.file.path.display().to_string());
