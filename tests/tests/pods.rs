@@ -471,6 +471,8 @@ fn metrics_adapter_serves_the_jobs_progress_and_log_counters() {
 
 /// Whether the exposition has the sample `expected` (`name{labels} value`), whatever the
 /// value's spelling (`1` or `1.0`).
+// The values are small integers and short decimals written as text: exact in an f64.
+#[allow(clippy::float_cmp)]
 fn has_sample(exposition: &str, expected: &str) -> bool {
     let (series, value) = expected.rsplit_once(' ').expect("name and value");
     let value: f64 = value.parse().expect("a number");
