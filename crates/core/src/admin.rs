@@ -36,8 +36,9 @@ pub use format::{Format, escape_label_value, openmetrics_to_text};
 /// in OpenMetrics): what prometheus-client cannot hold, such as the summaries and untyped
 /// families of pitcrew-metrics' pass-through `*.prom` textfiles.
 ///
-/// Called once per scrape, from the admin server's task: it must not block for long (read
-/// what was prepared elsewhere, do not do I/O). The writer is responsible for valid text in
+/// Called once per scrape, from the admin server's task: keep it quick and bounded (the
+/// textfile collector lists one directory and re-reads only changed files, each size-capped,
+/// as node_exporter's does at scrape time; anything slower belongs on a task of its own). The writer is responsible for valid text in
 /// the format asked, names that do not clash with the registry's, and escaped label values
 /// ([`escape_label_value`]).
 pub trait Exposition: Send + Sync + 'static {
