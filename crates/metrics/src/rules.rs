@@ -2037,7 +2037,9 @@ rules:
         // Unicode classes work, in every build (regression: with fewer regex features, a
         // `\p{..}` was refused by `cargo test -p pitcrew-metrics` and accepted by the
         // workspace build, where another crate turned the tables on).
-        let rules = load("rules:\n  - regex: '^(?P<word>\\p{L}+)$'\n    metrics: [{name: c, type: counter, labels: [word]}]\n");
+        let rules = load(
+            "rules:\n  - regex: '^(?P<word>\\p{L}+)$'\n    metrics: [{name: c, type: counter, labels: [word]}]\n",
+        );
         assert_eq!(rules.apply("Grüße").len(), 1);
         assert!(rules.apply("123").is_empty());
         // Both spellings of a named group work.
