@@ -253,15 +253,18 @@ async fn a_file_that_is_not_json_is_counted_and_logged_once_without_its_text() {
 async fn a_missing_file_is_fine_until_it_appears_even_with_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let watched = dir.path().join("status.json");
-    // A directory that does not exist yet cannot be watched: the poll finds the file.
+    // A directory that does not exist yet: looked for every second, and the file read as
+    // soon as it can be watched, not at the next interval (an hour here). Regression: the
+    // example Job's status directory, made by the app after the sidecar started, was only
+    // read at the next interval, missing every state in between.
     let later = dir.path().join("later/status.json");
     let rules = format!(
-        "status:\n  - name: watched\n    file: '{}'\n    interval: 1h\n    metrics: [{{name: a, value: $.a}}]\n  - name: later\n    file: '{}'\n    interval: 200ms\n    metrics: [{{name: b, value: $.b}}]\n",
+        "status:\n  - name: watched\n    file: '{}'\n    interval: 1h\n    metrics: [{{name: a, value: $.a}}]\n  - name: later\n    file: '{}'\n    interval: 1h\n    metrics: [{{name: b, value: $.b}}]\n",
         watched.display(),
         later.display()
     );
     let running = start(&rules);
-    running.wait_at_least(&reads("later", "error"), 5.0).await;
+    running.wait_at_least(&reads("later", "error"), 1.0).await;
     let text = running.scrape();
     assert_eq!(value(&text, &up("watched")), Some(0.0), "{text}");
     assert_eq!(value(&text, &reads("watched", "error")), Some(1.0), "{text}");

@@ -45,7 +45,8 @@
 //!
 //! Files are watched through their directory (as pitcrew-reload does), so a file replaced by
 //! a rename (an atomic write) or a ConfigMap's `..data` swap is seen at once, and a file that
-//! does not exist yet is read when it appears. Reads run on tokio's blocking pool: parsing a
+//! does not exist yet is read when it appears (a directory that does not exist yet is looked
+//! for every second, [`UNWATCHED_RETRY`]). Reads run on tokio's blocking pool: parsing a
 //! large document does not hold up `/metrics` on the single-threaded runtime.
 
 use std::fmt;
@@ -75,6 +76,12 @@ use crate::store::{FamilyId, FamilySpec, Kind, Store};
 
 /// How often a URL is polled (and a file re-read as a safety net) when `interval` is not given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How often a file's directory is looked for again while it cannot be watched (it does not
+/// exist yet): a Job's status directory made after the sidecar started was otherwise only
+/// read at the next `interval`, missing every state in between (the example pod's test
+/// caught it).
+pub const UNWATCHED_RETRY: Duration = Duration::from_secs(1);
 
 /// A URL request's deadline when `timeout` is not given (or half the interval, if shorter).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1087,8 +1094,19 @@ impl Source {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         self.read_file(&path, &mut last_good, true).await;
+        let mut retry = tokio::time::interval(UNWATCHED_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // The directory did not exist (an app makes /data/progress when it starts):
+                // look again every second rather than every interval, and read at once when
+                // the watch takes, since the file may have been written meanwhile.
+                _ = retry.tick(), if watch.problem.is_some() => {
+                    watch.arm();
+                    if watch.problem.is_none() {
+                        self.read_file(&path, &mut last_good, true).await;
+                    }
+                }
                 () = watch.doorbell.notified() => {
                     tokio::time::sleep(SETTLE).await;
                     if watch.take_events() == 0 {
