@@ -5,18 +5,14 @@
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{Running, http_get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-metrics");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    pitcrew_testkit::http_client::request(address, "GET", path, b"")
-        .ok()
-        .map(|answer| (answer.status, answer.body))
-}
 
 /// The value of the sample `series` (name and labels as printed), if present.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -24,15 +20,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .lines()
         .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .find_map(|value| value.split_whitespace().next()?.parse().ok())
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `rules:` with one regex rule feeding `metric` (a YAML flow mapping), at line 5.

@@ -3,8 +3,11 @@
 //! SIGTERM and SIGINT, and a port already taken.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{Running, http_get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-metrics");
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -20,23 +23,6 @@ fn run(args: &[&str], termination_log: &Path) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    pitcrew_testkit::http_client::request(address, "GET", path, b"")
-        .ok()
-        .map(|answer| (answer.status, answer.body))
-}
-
-/// Stops the child if the test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_ready(child: &mut Running, port: u16, log: &Path) {

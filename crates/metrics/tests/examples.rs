@@ -9,31 +9,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pitcrew_testkit::examples::{self, VolumeSource};
 
+mod support;
+use support::{Running, http_get};
+
 const BIN: &str = env!("CARGO_BIN_EXE_pitcrew-metrics");
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A GET on 127.0.0.1:`port`: status and body, `None` while nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    pitcrew_testkit::http_client::request(address, "GET", path, b"")
-        .ok()
-        .map(|answer| (answer.status, answer.body))
-}
-
-/// Stops the child if the test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The metric names a rule file defines: every `name:` under a `metrics:` list.
 fn defined_metrics(rules: &str) -> Vec<String> {
