@@ -9,6 +9,7 @@
 //! |------------|--------------|--------------------------------------------------------|
 //! | `cli`      | [`cli`]      | clap parsing with Kubernetes-friendly env twins, usage errors to the termination log |
 //! | `shutdown` | [`shutdown`], [`runtime`] | a future that completes on SIGTERM or SIGINT (PID 1 safe); the runtime `main` runs in |
+//! | `multi-thread` | [`runtime`] | `block_on_with_workers`: the same runtime on several threads (the proxy's `--workers`) |
 //! | `logging`  | [`logging`]  | tracing to stderr, `--log-format text\|json`, `--log-level` |
 //! | `backoff`  | [`backoff`]  | exponential backoff with jitter and a fast warm-up      |
 //! | `admin`    | [`admin`]    | `/healthz`, `/readyz`, `/metrics` on hyper (OpenMetrics or Prometheus text, by Accept) |

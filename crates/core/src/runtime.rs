@@ -36,6 +36,38 @@ where
         .enable_all()
         .build()
         .map_err(|err| StartError(format!("cannot start the async runtime: {err}")))?;
+    run_to_end(runtime, main)
+}
+
+/// [`block_on`] on `workers` threads (one: the same single-threaded runtime), for a tool whose
+/// load may need more than one core (pitcrew-proxy's `--workers`).
+#[cfg(feature = "multi-thread")]
+pub fn block_on_with_workers<T, F>(workers: usize, main: impl FnOnce(Shutdown) -> F) -> Result<T, StartError>
+where
+    F: Future<Output = T>,
+{
+    if workers <= 1 {
+        return block_on(main);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            StartError(format!(
+                "cannot start the async runtime ({workers} workers): {err}"
+            ))
+        })?;
+    run_to_end(runtime, main)
+}
+
+fn run_to_end<T, F>(
+    runtime: tokio::runtime::Runtime,
+    main: impl FnOnce(Shutdown) -> F,
+) -> Result<T, StartError>
+where
+    F: Future<Output = T>,
+{
     let result = runtime.block_on(async {
         let shutdown =
             shutdown::listen().map_err(|err| StartError(format!("cannot install signal handlers: {err}")))?;
