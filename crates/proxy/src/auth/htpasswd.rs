@@ -102,7 +102,7 @@ fn pair_digest(user: &str, password: &[u8]) -> [u8; 32] {
 /// Parses the file; errors name the line and the kind of hash, never the hash.
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<(Users, String), String> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        let line = bytes[..err.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..err.valid_up_to()].split(|&b| b == b'\n').count();
         format!("line {line}: not UTF-8")
     })?;
     let mut hashes: HashMap<String, String> = HashMap::new();

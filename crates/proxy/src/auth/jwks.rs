@@ -393,6 +393,58 @@ mod tests {
         }
     }
 
+    /// The provider rotates its key: a token with the new `kid` makes the proxy fetch again
+    /// (here with no minimum interval), and the old key is gone from the set.
+    #[tokio::test]
+    async fn unknown_kid_fetches_the_rotated_set() {
+        use jsonwebtoken::{EncodingKey, Header};
+        let Some(nginx) = pitcrew_testkit::nginx::NginxPeer::start() else {
+            return;
+        };
+        let (metrics, _registry) = ProxyMetrics::new();
+        let tls = pitcrew_core::tls::Tls::new(&pitcrew_core::tls::TlsSettings::default(), []).unwrap();
+        let client = super::super::http_client(&tls, false).unwrap();
+        let url: url::Url = nginx.http_url("/files/jwks.json").parse().unwrap();
+        let jwks = Arc::new(
+            Jwks::new(url, client, Duration::from_secs(600), metrics.clone())
+                .with_min_refetch(Duration::ZERO),
+        );
+        let mut config = crate::config::JwtConfig {
+            jwks_url: Some(nginx.http_url("/files/jwks.json").parse().unwrap()),
+            ..crate::config::JwtConfig::default()
+        };
+        config.clock_skew = Duration::from_secs(30);
+        let jwt = crate::auth::jwt::Jwt::load(&config, Some(Arc::clone(&jwks))).unwrap();
+        let old = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let token = |key_pair: &rcgen::KeyPair, kid: &str| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.to_owned());
+            let claims = serde_json::json!({"sub": kid, "exp": crate::auth::jwt::tests::now() + 600});
+            let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes()).unwrap();
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        let write = |set: serde_json::Value| {
+            std::fs::write(nginx.files_dir().join("jwks.json"), set.to_string()).unwrap();
+        };
+        write(serde_json::json!({"keys": [ec_jwk(&old, "old")]}));
+        assert_eq!(
+            jwt.verify(&token(&old, "old")).await.unwrap().sub.as_deref(),
+            Some("old")
+        );
+        write(serde_json::json!({"keys": [ec_jwk(&new, "new")]}));
+        assert_eq!(
+            jwt.verify(&token(&new, "new")).await.unwrap().sub.as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            jwt.verify(&token(&old, "old")).await.unwrap_err(),
+            "jwt: unknown key id (kid)"
+        );
+        // Each unknown kid fetched once more: the old token's look found nothing new.
+        assert_eq!(jwks.generation.load(Ordering::Acquire), 3);
+    }
+
     /// The public half of a P-256 key as a JWK.
     pub(crate) fn ec_jwk(key_pair: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
         use base64::Engine as _;
