@@ -33,6 +33,7 @@ location = /fa {
         return 200 "ok";
     }
     if ($http_authorization = "Bearer redirect") {
+        add_header Set-Cookie "csrf=abc; HttpOnly";
         return 302 https://login.example/start;
     }
     if ($http_authorization = "Bearer teapot") {
@@ -703,6 +704,7 @@ async fn forward_auth_with_real_nginx() {
     let redirect = check(&auth, "/admin", &[("authorization", "Bearer redirect")]).await;
     assert_eq!(redirect.status, Some(StatusCode::FOUND));
     assert_eq!(redirect.headers["location"], "https://login.example/start");
+    assert_eq!(redirect.headers["set-cookie"], "csrf=abc; HttpOnly");
 
     let teapot = check(&auth, "/admin", &[("authorization", "Bearer teapot")]).await;
     assert_eq!(teapot.status, Some(StatusCode::IM_A_TEAPOT));
@@ -1008,6 +1010,33 @@ async fn jwks_url_down_at_start_does_not_fail_and_refuses_tokens() {
     assert!(!denied.allowed);
     assert_eq!(denied.reason, "jwt: no keys from the JWKS URL yet");
     assert_eq!(reload_count(&metrics, "jwks", "failed"), 1);
+}
+
+/// A JWKS URL that accepts and never answers: tokens are refused after a short wait, not
+/// after the whole fetch timeout (10 s), and the next ones at once.
+#[tokio::test]
+async fn hung_jwks_url_refuses_tokens_quickly() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.push(stream);
+        }
+    });
+    let (auth, _) = load(&jwks_config(&format!("http://{address}/jwks.json"))).await;
+    let signer = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let claims = json!({"sub": "alice", "iss": "https://idp.test", "aud": "orders", "exp": now() + 600});
+    let token = bearer(&es256_token(&signer, "k", &claims));
+    let started = Instant::now();
+    let denied = check(&auth, "/x", &[("authorization", &token)]).await;
+    assert_eq!(denied.reason, "jwt: no keys from the JWKS URL yet");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //! body headers, and less any `X-Forwarded-*` the client made up) plus `X-Forwarded-Method`,
 //! `-Uri`, `-Host`, `-Proto` and `-For`. A 2xx answer allows the request and its
 //! `--auth-response-header` headers go upstream; any other answer is passed back to the
-//! client (status, `WWW-Authenticate`, `Location` — a login redirect —, and a body of up to
-//! 64 KiB); no answer within `--auth-timeout` is a 503. Redirects are never followed: they
+//! client (status, `WWW-Authenticate`, `Location` and `Set-Cookie` — a login redirect —, and
+//! a body of up to 64 KiB); no answer within `--auth-timeout` is a 503. Redirects are never followed: they
 //! are answers for the client.
 
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Headers about one hop, never passed on (RFC 9110 7.6.1), and the body's framing (the
 /// auth request has no body).
-const NOT_FORWARDED: [HeaderName; 10] = [
+const NOT_FORWARDED: [HeaderName; 11] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,6 +32,7 @@ const NOT_FORWARDED: [HeaderName; 10] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::CONTENT_LENGTH,
+    header::EXPECT,
     header::HOST,
 ];
 
@@ -96,7 +97,8 @@ impl ForwardAuth {
                 return Ok::<Answer, String>(self.allow(response.headers()));
             }
             let mut kept = Vec::new();
-            for name in [header::WWW_AUTHENTICATE, header::LOCATION] {
+            // Set-Cookie too: a login redirect often sets the auth service's CSRF cookie.
+            for name in [header::WWW_AUTHENTICATE, header::LOCATION, header::SET_COOKIE] {
                 for value in response.headers().get_all(&name) {
                     kept.push((name.clone(), value.clone()));
                 }
@@ -260,6 +262,7 @@ mod tests {
             ("te", "trailers"),
             ("transfer-encoding", "chunked"),
             ("content-length", "10"),
+            ("expect", "100-continue"),
             ("upgrade", "websocket"),
             ("proxy-authorization", "Basic eDp5"),
             ("x-forwarded-for", "6.6.6.6"),

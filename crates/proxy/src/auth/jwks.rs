@@ -92,9 +92,23 @@ impl Jwks {
     }
 
     /// For a token whose `kid` is not in the cache: fetches now, unless a fetch started less
-    /// than the minimum interval ago. Returns whether the keys may have changed (this call's
-    /// fetch, or one that was under way while it waited, swapped in a new set).
-    pub(crate) async fn refresh_for_unknown_kid(&self) -> bool {
+    /// than the minimum interval ago, and waits for it at most `wait` (the fetch itself goes
+    /// on in the background). Returns whether the keys may have changed (this fetch, or one
+    /// under way, swapped in a new set in time).
+    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, wait: Duration) -> bool {
+        // The common case under a flood of made-up kids: a fetch was tried a moment ago and
+        // none is under way. Answer without a task.
+        if let Ok(last_attempt) = self.last_attempt.try_lock()
+            && !may_fetch(*last_attempt, Instant::now(), self.min_refetch)
+        {
+            return false;
+        }
+        let jwks = Arc::clone(self);
+        let fetch = tokio::spawn(async move { jwks.refresh_unless_recent().await });
+        matches!(tokio::time::timeout(wait, fetch).await, Ok(Ok(true)))
+    }
+
+    async fn refresh_unless_recent(&self) -> bool {
         let before = self.generation.load(Ordering::Acquire);
         let mut last_attempt = self.last_attempt.lock().await;
         if self.generation.load(Ordering::Acquire) != before {

@@ -8,7 +8,8 @@
 //! public key's PEM bytes as the secret), and an RS256 token when only a secret is. The
 //! header's `alg` and `kid` only pick which of the configured keys to try.
 //!
-//! Identity: `sub` (X-Forwarded-User) and `email` (X-Forwarded-Email).
+//! Identity: `sub` (X-Forwarded-User) and `email` (X-Forwarded-Email; not when the token
+//! says `email_verified: false`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,6 +27,10 @@ use crate::config::JwtConfig;
 /// Longer tokens are refused before any decoding: real ones are a few KiB at most (a header
 /// of many group claims), and decoding costs time in proportion.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// How long a request with an unknown `kid` waits for the key set to be fetched again: a
+/// provider that does not answer must not hold every such request for the whole fetch timeout.
+const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Shorter HS256 secrets are accepted with a warning: RFC 7518 asks for at least the hash size.
 const SHORT_SECRET: usize = 32;
@@ -122,7 +127,7 @@ impl Jwt {
             }
             // A new signing key (the IdP rotated) or no key set yet: fetch now, at most once
             // per interval, and look again.
-            if (!kid_known || keys.is_empty()) && jwks.refresh_for_unknown_kid().await {
+            if (!kid_known || keys.is_empty()) && jwks.refresh_for_unknown_kid(UNKNOWN_KID_WAIT).await {
                 match self.try_keys(&jwks.keys(), &header, token) {
                     Tried::Nothing => {}
                     Tried::BadSignature => tried_any = true,
@@ -218,9 +223,14 @@ fn identity(claims: &serde_json::Value) -> Result<Verified, String> {
             _ => Ok(None),
         }
     };
+    // An address the provider says it has not verified is not passed on as the holder's.
+    let email = match claims.get("email_verified") {
+        Some(serde_json::Value::Bool(false)) => None,
+        _ => text("email")?,
+    };
     Ok(Verified {
         sub: text("sub")?,
-        email: text("email")?,
+        email,
     })
 }
 
@@ -756,6 +766,26 @@ pub(crate) mod tests {
             assert!(err.contains(expected), "{what}: {err}");
             assert!(!err.contains('\u{1b}'), "{what}: {err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn unverified_email_is_not_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = rsa_jwt(dir.path());
+        let private = EncodingKey::from_rsa_pem(&rsa_private_pem()).unwrap();
+        let mut claims = claims();
+        claims["email_verified"] = json!(false);
+        let verified = jwt
+            .verify(&sign(Algorithm::RS256, None, &private, &claims))
+            .await
+            .unwrap();
+        assert_eq!((verified.sub.as_deref(), verified.email), (Some("alice"), None));
+        claims["email_verified"] = json!(true);
+        let verified = jwt
+            .verify(&sign(Algorithm::RS256, None, &private, &claims))
+            .await
+            .unwrap();
+        assert_eq!(verified.email.as_deref(), Some("alice@example.com"));
     }
 
     /// Clock skew: a token expired 10 s ago passes with 30 s of leeway; one from 60 s ago not.

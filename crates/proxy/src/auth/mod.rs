@@ -377,14 +377,7 @@ impl Auth {
             ));
         };
         let users = htpasswd.get();
-        let verdict = {
-            // Closed only when the runtime stops; then refusing is right.
-            let Ok(_slot) = self.bcrypt_slots.acquire().await else {
-                return Err(Refusal::plain("htpasswd", "htpasswd: shutting down".to_owned()));
-            };
-            users.verify(user, password).await
-        };
-        match verdict {
+        match users.verify(user, password, &self.bcrypt_slots).await {
             Ok(()) => allow("htpasswd", Some(user), None)
                 .ok_or_else(|| Refusal::plain("htpasswd", "htpasswd: user name not usable".to_owned())),
             Err(refusal) => Err(Refusal {
