@@ -245,6 +245,22 @@ async fn bad_public_prefix_is_a_usage_error() {
 }
 
 #[tokio::test]
+async fn non_http_urls_are_usage_errors() {
+    let (metrics, _registry) = ProxyMetrics::new();
+    let config = AuthConfig {
+        forward: Some(forward("ftp://127.0.0.1/auth", &[], DEADLINE)),
+        ..AuthConfig::default()
+    };
+    let err = Auth::load(&config, &tls(), &metrics).await.err().unwrap();
+    assert_eq!(err.exit_code() as i32, 64, "{err}");
+    let err = Auth::load(&jwks_config("file:///etc/jwks.json"), &tls(), &metrics)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.exit_code() as i32, 64, "{err}");
+}
+
+#[tokio::test]
 async fn identity_headers_are_stripped() {
     let config = AuthConfig {
         forward: Some(forward(

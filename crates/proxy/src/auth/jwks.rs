@@ -86,6 +86,11 @@ impl Jwks {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Bumped on each key set swapped in (0: none yet).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Whether a key set was ever fetched.
     pub(crate) fn has_keys(&self) -> bool {
         self.generation.load(Ordering::Acquire) > 0

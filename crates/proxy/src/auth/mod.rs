@@ -126,6 +126,16 @@ impl Auth {
             .collect::<Result<Vec<_>, _>>()?;
         let jwks_url = config.jwt.as_ref().and_then(|jwt| jwt.jwks_url.as_ref());
         let forward_url = config.forward.as_ref().map(|forward| &forward.url);
+        for (flag, url) in [("--jwks-url", jwks_url), ("--auth-service", forward_url)] {
+            if let Some(url) = url
+                && !matches!(url.scheme(), "http" | "https")
+            {
+                return Err(ProxyError::Usage(format!(
+                    "{flag}: the scheme {:?} is not http or https",
+                    url.scheme()
+                )));
+            }
+        }
         let client = if jwks_url.is_some() || forward_url.is_some() {
             let any_https = [jwks_url, forward_url]
                 .into_iter()

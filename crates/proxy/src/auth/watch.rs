@@ -6,6 +6,7 @@
 //! content: a half-rotated Secret must not lock every client out, nor let every one in.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub(crate) struct Watched<T> {
     label: &'static str,
     parse: Parser<T>,
     current: RwLock<Arc<T>>,
+    /// Bumped on every swap, so that what was derived from older content can be told apart.
+    generation: AtomicU64,
     state: Mutex<ReadState>,
 }
 
@@ -76,6 +79,7 @@ impl<T> Watched<T> {
             label,
             parse,
             current: RwLock::new(Arc::new(value)),
+            generation: AtomicU64::new(0),
             state: Mutex::new(ReadState {
                 digest: Sha256::digest(&bytes).into(),
                 problem: None,
@@ -86,6 +90,11 @@ impl<T> Watched<T> {
     /// What is in use now.
     pub(crate) fn get(&self) -> Arc<T> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// How many times new content was swapped in.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -132,6 +141,7 @@ impl<T: Send + Sync> Reloadable for Watched<T> {
         match (self.parse)(&self.path, &bytes) {
             Ok((value, summary)) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 state.problem = None;
                 tracing::info!("{} {}: reloaded, {summary}", self.flag, self.path.display());
                 metrics.reload(self.label, true);
