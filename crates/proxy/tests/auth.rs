@@ -192,6 +192,20 @@ async fn without_methods_everything_is_allowed() {
     );
 }
 
+/// `run` lasts until shutdown even with nothing to watch or fetch.
+#[tokio::test]
+async fn run_lasts_until_shutdown() {
+    let (auth, _) = load(&AuthConfig::default()).await;
+    let (trigger, shutdown) = Shutdown::manual();
+    let running = tokio::spawn(auth.run(shutdown));
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!running.is_finished());
+    trigger.trigger(15);
+    tokio::time::timeout(DEADLINE, running).await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn public_prefixes_match_at_segment_boundaries() {
     let config = AuthConfig {

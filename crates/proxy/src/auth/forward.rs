@@ -20,6 +20,9 @@ use crate::config::ForwardAuthConfig;
 /// The most of a refusal's body passed to the client; a longer body is left out.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long an allowing answer's body may take to arrive before it is dropped unread.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
+
 /// Headers about one hop, never passed on (RFC 9110 7.6.1), and the body's framing (the
 /// auth request has no body).
 const NOT_FORWARDED: [HeaderName; 11] = [
@@ -94,7 +97,11 @@ impl ForwardAuth {
                 .map_err(|err| describe_request_error(&err))?;
             let status = response.status();
             if status.is_success() {
-                return Ok::<Answer, String>(self.allow(response.headers()));
+                let answer = self.allow(response.headers());
+                // Read the (small) body so that the connection goes back to the pool; a body
+                // that does not come quickly is not worth holding the request for.
+                let _ = tokio::time::timeout(DRAIN_WAIT, read_limited(response)).await;
+                return Ok::<Answer, String>(answer);
             }
             let mut kept = Vec::new();
             // Set-Cookie too: a login redirect often sets the auth service's CSRF cookie.

@@ -340,7 +340,7 @@ fn verifying_key(jwk: &Jwk) -> Result<VerifyingKey, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

@@ -295,6 +295,10 @@ fn header(token: &str) -> Result<jsonwebtoken::Header, String> {
     if alg.eq_ignore_ascii_case("none") {
         return Err("jwt: alg none refused".to_owned());
     }
+    // RFC 7515 4.1.11: extensions marked critical must be understood, and none is here.
+    if value.get("crit").is_some() {
+        return Err("jwt: critical header extensions (crit) not supported".to_owned());
+    }
     jsonwebtoken::decode_header(token).map_err(|_| {
         format!(
             "jwt: algorithm {} is not supported",
@@ -723,6 +727,29 @@ pub(crate) mod tests {
         assert!(matches!(Jwt::load(&missing, None), Err(ProxyError::NoInput(_))));
     }
 
+    /// A token carrying its own key (`jwk`, `jku`, `x5u` headers; CVE-2018-0114) is checked
+    /// against the configured key only.
+    #[tokio::test]
+    async fn embedded_key_headers_are_ignored() {
+        let legit = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let attacker = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = Jwt::load(
+            &config(dir.path(), None, Some(legit.public_key_pem().as_bytes())),
+            None,
+        )
+        .unwrap();
+        let attacker_jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(crate::auth::jwks::tests::ec_jwk(&attacker, "evil")).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.jwk = Some(attacker_jwk);
+        header.jku = Some("https://evil.test/jwks.json".to_owned());
+        header.x5u = Some("https://evil.test/cert.pem".to_owned());
+        let key = EncodingKey::from_ec_pem(attacker.serialize_pem().as_bytes()).unwrap();
+        let token = encode(&header, &claims(), &key).unwrap();
+        assert_eq!(jwt.verify(&token).await.unwrap_err(), "jwt: bad signature");
+    }
+
     /// Several keys in one file (a rotation): a token of either verifies.
     #[tokio::test]
     async fn several_keys_in_one_file() {
@@ -834,6 +861,22 @@ pub(crate) mod tests {
                 "signature cut",
                 good[..good.len() - 10].to_owned(),
                 "bad signature",
+            ),
+            (
+                "crit extension",
+                {
+                    let header = json!({"alg": "RS256", "crit": ["exp"], "exp": 1});
+                    let b64 = |value: &serde_json::Value| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(serde_json::to_vec(value).unwrap())
+                    };
+                    let message = format!("{}.{}", b64(&header), b64(&claims()));
+                    // A valid signature over that header: only the crit makes it refused.
+                    let signature =
+                        jsonwebtoken::crypto::sign(message.as_bytes(), &private, Algorithm::RS256).unwrap();
+                    format!("{message}.{signature}")
+                },
+                "crit",
             ),
             ("garbage", "garbage".to_owned(), "not a JWT"),
             ("garbage with dots", "a.b.c".to_owned(), "malformed header"),

@@ -228,6 +228,10 @@ impl Auth {
             watch::watch_files(files, self.metrics.clone(), shutdown.clone()),
             refresh
         );
+        // With nothing to watch or fetch the above return at once; `run` still lasts until
+        // shutdown, as a caller that selects on it expects.
+        let mut shutdown = shutdown;
+        shutdown.recv().await;
     }
 
     /// Removes every identity header the proxy may set (`X-Forwarded-User`,
