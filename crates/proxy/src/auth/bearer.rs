@@ -54,7 +54,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// Parses the file; errors name the line, never its content.
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<(TokenSet, String), String> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        let line = bytes[..err.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..err.valid_up_to()].split(|&b| b == b'\n').count();
         format!("line {line}: not UTF-8")
     })?;
     let mut entries: Vec<Entry> = Vec::new();

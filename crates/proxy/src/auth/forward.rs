@@ -3,8 +3,8 @@
 //! body headers, and less any `X-Forwarded-*` the client made up) plus `X-Forwarded-Method`,
 //! `-Uri`, `-Host`, `-Proto` and `-For`. A 2xx answer allows the request and its
 //! `--auth-response-header` headers go upstream; any other answer is passed back to the
-//! client (status, `WWW-Authenticate`, `Location` — a login redirect —, and a body of up to
-//! 64 KiB); no answer within `--auth-timeout` is a 503. Redirects are never followed: they
+//! client (status, `WWW-Authenticate`, `Location` and `Set-Cookie` — a login redirect —, and
+//! a body of up to 64 KiB); no answer within `--auth-timeout` is a 503. Redirects are never followed: they
 //! are answers for the client.
 
 use std::time::Duration;
@@ -20,9 +20,12 @@ use crate::config::ForwardAuthConfig;
 /// The most of a refusal's body passed to the client; a longer body is left out.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long an allowing answer's body may take to arrive before it is dropped unread.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
+
 /// Headers about one hop, never passed on (RFC 9110 7.6.1), and the body's framing (the
 /// auth request has no body).
-const NOT_FORWARDED: [HeaderName; 10] = [
+const NOT_FORWARDED: [HeaderName; 11] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,6 +35,7 @@ const NOT_FORWARDED: [HeaderName; 10] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::CONTENT_LENGTH,
+    header::EXPECT,
     header::HOST,
 ];
 
@@ -93,10 +97,15 @@ impl ForwardAuth {
                 .map_err(|err| describe_request_error(&err))?;
             let status = response.status();
             if status.is_success() {
-                return Ok::<Answer, String>(self.allow(response.headers()));
+                let answer = self.allow(response.headers());
+                // Read the (small) body so that the connection goes back to the pool; a body
+                // that does not come quickly is not worth holding the request for.
+                let _ = tokio::time::timeout(DRAIN_WAIT, read_limited(response)).await;
+                return Ok::<Answer, String>(answer);
             }
             let mut kept = Vec::new();
-            for name in [header::WWW_AUTHENTICATE, header::LOCATION] {
+            // Set-Cookie too: a login redirect often sets the auth service's CSRF cookie.
+            for name in [header::WWW_AUTHENTICATE, header::LOCATION, header::SET_COOKIE] {
                 for value in response.headers().get_all(&name) {
                     kept.push((name.clone(), value.clone()));
                 }
@@ -260,6 +269,7 @@ mod tests {
             ("te", "trailers"),
             ("transfer-encoding", "chunked"),
             ("content-length", "10"),
+            ("expect", "100-continue"),
             ("upgrade", "websocket"),
             ("proxy-authorization", "Basic eDp5"),
             ("x-forwarded-for", "6.6.6.6"),

@@ -51,9 +51,14 @@ impl Users {
         self.hashes.len()
     }
 
-    /// Checks `user`'s `password`; runs bcrypt on the blocking pool unless this pair was
-    /// verified before.
-    pub(crate) async fn verify(self: Arc<Self>, user: &str, password: &[u8]) -> Result<(), Refusal> {
+    /// Checks `user`'s `password`; runs bcrypt on the blocking pool, holding one of `slots`,
+    /// unless this pair was verified before (a remembered pair waits for no slot).
+    pub(crate) async fn verify(
+        self: Arc<Self>,
+        user: &str,
+        password: &[u8],
+        slots: &tokio::sync::Semaphore,
+    ) -> Result<(), Refusal> {
         let key = pair_digest(user, password);
         if self
             .verified
@@ -73,6 +78,10 @@ impl Users {
             },
         };
         let password = password.to_vec();
+        // Closed only when the runtime stops; then refusing is right.
+        let Ok(_slot) = slots.acquire().await else {
+            return Err(Refusal::WrongPassword);
+        };
         let matched = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
@@ -102,7 +111,7 @@ fn pair_digest(user: &str, password: &[u8]) -> [u8; 32] {
 /// Parses the file; errors name the line and the kind of hash, never the hash.
 pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<(Users, String), String> {
     let text = std::str::from_utf8(bytes).map_err(|err| {
-        let line = bytes[..err.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..err.valid_up_to()].split(|&b| b == b'\n').count();
         format!("line {line}: not UTF-8")
     })?;
     let mut hashes: HashMap<String, String> = HashMap::new();
@@ -200,34 +209,46 @@ mod tests {
         Arc::new(parse(Path::new("htpasswd"), text.as_bytes()).unwrap().0)
     }
 
+    fn slots() -> tokio::sync::Semaphore {
+        tokio::sync::Semaphore::new(2)
+    }
+
     #[tokio::test]
     async fn verifies_bcrypt() {
         let bob_hash = bcrypt::hash("builder:with:colons", 4).unwrap();
         let file = format!("# users\n{ALICE}\r\n\nbob:{bob_hash}\n");
         let users = users(&file);
         assert_eq!(users.len(), 2);
-        assert_eq!(Arc::clone(&users).verify("alice", b"wonderland").await, Ok(()));
+        assert_eq!(
+            Arc::clone(&users).verify("alice", b"wonderland", &slots()).await,
+            Ok(())
+        );
         // Remembered: the same answer without bcrypt (and still only for the right password).
-        assert_eq!(Arc::clone(&users).verify("alice", b"wonderland").await, Ok(()));
         assert_eq!(
-            Arc::clone(&users).verify("alice", b"Wonderland").await,
-            Err(Refusal::WrongPassword)
-        );
-        assert_eq!(
-            Arc::clone(&users).verify("alice", b"").await,
-            Err(Refusal::WrongPassword)
-        );
-        assert_eq!(
-            Arc::clone(&users).verify("bob", b"builder:with:colons").await,
+            Arc::clone(&users).verify("alice", b"wonderland", &slots()).await,
             Ok(())
         );
         assert_eq!(
-            Arc::clone(&users).verify("carol", b"wonderland").await,
+            Arc::clone(&users).verify("alice", b"Wonderland", &slots()).await,
+            Err(Refusal::WrongPassword)
+        );
+        assert_eq!(
+            Arc::clone(&users).verify("alice", b"", &slots()).await,
+            Err(Refusal::WrongPassword)
+        );
+        assert_eq!(
+            Arc::clone(&users)
+                .verify("bob", b"builder:with:colons", &slots())
+                .await,
+            Ok(())
+        );
+        assert_eq!(
+            Arc::clone(&users).verify("carol", b"wonderland", &slots()).await,
             Err(Refusal::UnknownUser)
         );
         // The pair digest separates user from password: "alic" + "ewonderland" is not alice.
         assert_eq!(
-            Arc::clone(&users).verify("alic", b"ewonderland").await,
+            Arc::clone(&users).verify("alic", b"ewonderland", &slots()).await,
             Err(Refusal::UnknownUser)
         );
     }
@@ -237,7 +258,7 @@ mod tests {
         let users = users("\n# nobody\n");
         assert_eq!(users.len(), 0);
         assert_eq!(
-            users.verify("alice", b"wonderland").await,
+            users.verify("alice", b"wonderland", &slots()).await,
             Err(Refusal::UnknownUser)
         );
     }

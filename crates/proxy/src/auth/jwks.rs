@@ -86,15 +86,34 @@ impl Jwks {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Bumped on each key set swapped in (0: none yet).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Whether a key set was ever fetched.
     pub(crate) fn has_keys(&self) -> bool {
         self.generation.load(Ordering::Acquire) > 0
     }
 
     /// For a token whose `kid` is not in the cache: fetches now, unless a fetch started less
-    /// than the minimum interval ago. Returns whether the keys may have changed (this call's
-    /// fetch, or one that was under way while it waited, swapped in a new set).
-    pub(crate) async fn refresh_for_unknown_kid(&self) -> bool {
+    /// than the minimum interval ago, and waits for it at most `wait` (the fetch itself goes
+    /// on in the background). Returns whether the keys may have changed (this fetch, or one
+    /// under way, swapped in a new set in time).
+    pub(crate) async fn refresh_for_unknown_kid(self: &Arc<Self>, wait: Duration) -> bool {
+        // The common case under a flood of made-up kids: a fetch was tried a moment ago and
+        // none is under way. Answer without a task.
+        if let Ok(last_attempt) = self.last_attempt.try_lock()
+            && !may_fetch(*last_attempt, Instant::now(), self.min_refetch)
+        {
+            return false;
+        }
+        let jwks = Arc::clone(self);
+        let fetch = tokio::spawn(async move { jwks.refresh_unless_recent().await });
+        matches!(tokio::time::timeout(wait, fetch).await, Ok(Ok(true)))
+    }
+
+    async fn refresh_unless_recent(&self) -> bool {
         let before = self.generation.load(Ordering::Acquire);
         let mut last_attempt = self.last_attempt.lock().await;
         if self.generation.load(Ordering::Acquire) != before {
@@ -321,7 +340,7 @@ fn verifying_key(jwk: &Jwk) -> Result<VerifyingKey, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -391,6 +410,58 @@ mod tests {
             let err = parse(body).err().unwrap();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    /// The provider rotates its key: a token with the new `kid` makes the proxy fetch again
+    /// (here with no minimum interval), and the old key is gone from the set.
+    #[tokio::test]
+    async fn unknown_kid_fetches_the_rotated_set() {
+        use jsonwebtoken::{EncodingKey, Header};
+        let Some(nginx) = pitcrew_testkit::nginx::NginxPeer::start() else {
+            return;
+        };
+        let (metrics, _registry) = ProxyMetrics::new();
+        let tls = pitcrew_core::tls::Tls::new(&pitcrew_core::tls::TlsSettings::default(), []).unwrap();
+        let client = super::super::http_client(&tls, false).unwrap();
+        let url: url::Url = nginx.http_url("/files/jwks.json").parse().unwrap();
+        let jwks = Arc::new(
+            Jwks::new(url, client, Duration::from_secs(600), metrics.clone())
+                .with_min_refetch(Duration::ZERO),
+        );
+        let mut config = crate::config::JwtConfig {
+            jwks_url: Some(nginx.http_url("/files/jwks.json").parse().unwrap()),
+            ..crate::config::JwtConfig::default()
+        };
+        config.clock_skew = Duration::from_secs(30);
+        let jwt = crate::auth::jwt::Jwt::load(&config, Some(Arc::clone(&jwks))).unwrap();
+        let old = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let token = |key_pair: &rcgen::KeyPair, kid: &str| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(kid.to_owned());
+            let claims = serde_json::json!({"sub": kid, "exp": crate::auth::jwt::tests::now() + 600});
+            let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes()).unwrap();
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        let write = |set: serde_json::Value| {
+            std::fs::write(nginx.files_dir().join("jwks.json"), set.to_string()).unwrap();
+        };
+        write(serde_json::json!({"keys": [ec_jwk(&old, "old")]}));
+        assert_eq!(
+            jwt.verify(&token(&old, "old")).await.unwrap().sub.as_deref(),
+            Some("old")
+        );
+        write(serde_json::json!({"keys": [ec_jwk(&new, "new")]}));
+        assert_eq!(
+            jwt.verify(&token(&new, "new")).await.unwrap().sub.as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            jwt.verify(&token(&old, "old")).await.unwrap_err(),
+            "jwt: unknown key id (kid)"
+        );
+        // Each unknown kid fetched once more: the old token's look found nothing new.
+        assert_eq!(jwks.generation.load(Ordering::Acquire), 3);
     }
 
     /// The public half of a P-256 key as a JWK.

@@ -8,15 +8,17 @@
 //! public key's PEM bytes as the secret), and an RS256 token when only a secret is. The
 //! header's `alg` and `kid` only pick which of the configured keys to try.
 //!
-//! Identity: `sub` (X-Forwarded-User) and `email` (X-Forwarded-Email).
+//! Identity: `sub` (X-Forwarded-User) and `email` (X-Forwarded-Email; not when the token
+//! says `email_verified: false`).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest as _, Sha256};
 
 use super::jwks::Jwks;
 use super::watch::Watched;
@@ -27,8 +29,15 @@ use crate::config::JwtConfig;
 /// of many group claims), and decoding costs time in proportion.
 pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// How long a request with an unknown `kid` waits for the key set to be fetched again: a
+/// provider that does not answer must not hold every such request for the whole fetch timeout.
+const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Shorter HS256 secrets are accepted with a warning: RFC 7518 asks for at least the hash size.
 const SHORT_SECRET: usize = 32;
+
+/// How many verified tokens are remembered (about 100 bytes each) before the memory is emptied.
+const REMEMBERED: usize = 1024;
 
 /// One key and the one algorithm it verifies.
 pub(crate) struct VerifyingKey {
@@ -52,7 +61,46 @@ pub(crate) struct Jwt {
     pub(crate) jwks: Option<Arc<Jwks>>,
     /// One [`Validation`] per algorithm, each allowing that algorithm alone.
     validations: HashMap<Algorithm, Validation>,
+    /// `--jwt-clock-skew` in seconds.
+    leeway: u64,
+    /// Tokens that verified, so that a client sending the same token on every request pays
+    /// for the signature once (an RSA or ECDSA check is 30 to 60 us; a lookup, one SHA-256).
+    remembered: Mutex<Remembered>,
 }
+
+/// Verified tokens by the SHA-256 of their bytes, for one set of keys.
+#[derive(Default)]
+struct Remembered {
+    /// Which keys verified them: any change (a reload, a JWKS fetch) forgets them all.
+    keys: KeysInUse,
+    tokens: HashMap<[u8; 32], (Verified, u64)>,
+}
+
+impl Remembered {
+    /// The identity of a token verified with these `keys`, while it is still valid at `now`
+    /// (Unix seconds).
+    fn lookup(&self, digest: &[u8; 32], keys: KeysInUse, now: u64) -> Option<Verified> {
+        if self.keys != keys {
+            return None;
+        }
+        let (verified, valid_until) = self.tokens.get(digest)?;
+        (now <= *valid_until).then(|| verified.clone())
+    }
+
+    fn remember(&mut self, digest: [u8; 32], keys: KeysInUse, verified: Verified, valid_until: u64) {
+        if self.keys != keys || self.tokens.len() >= REMEMBERED {
+            self.tokens.clear();
+            self.keys = keys;
+        }
+        self.tokens.insert(digest, (verified, valid_until));
+    }
+}
+
+/// The generations of the key sets in use (secret file, key file, JWKS).
+type KeysInUse = (u64, u64, u64);
+
+/// The outcome of a verification that did the work: the identity and `exp`.
+type Checked = Result<(Verified, Option<u64>), String>;
 
 /// How trying a set of keys ended.
 enum Tried {
@@ -61,7 +109,7 @@ enum Tried {
     /// Keys fitted, but no signature matched.
     BadSignature,
     /// A definitive answer: valid, or refused for a reason other than the signature.
-    Decided(Result<Verified, String>),
+    Decided(Checked),
 }
 
 impl Jwt {
@@ -88,12 +136,54 @@ impl Jwt {
             key_file,
             jwks,
             validations: validations(config),
+            leeway: config.clock_skew.as_secs(),
+            remembered: Mutex::new(Remembered::default()),
         })
     }
 
     /// Verifies `token` (the part after `Bearer `). The error is the reason for the access
     /// log and the 401 body: it never holds the token.
     pub(crate) async fn verify(&self, token: &str) -> Result<Verified, String> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err("jwt: token longer than 16 KiB".to_owned());
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        let keys = self.keys_in_use();
+        let hit = self
+            .remembered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lookup(&digest, keys, now);
+        if let Some(verified) = hit {
+            return Ok(verified);
+        }
+        let (verified, exp) = self.verify_signature_and_claims(token).await?;
+        // Remembered only when the keys did not change meanwhile: a token verified with keys
+        // that a reload has just removed must not outlive them.
+        if let Some(exp) = exp
+            && self.keys_in_use() == keys
+        {
+            self.remembered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remember(digest, keys, verified.clone(), exp.saturating_add(self.leeway));
+        }
+        Ok(verified)
+    }
+
+    fn keys_in_use(&self) -> KeysInUse {
+        let generation = |file: &Option<Arc<Watched<Vec<VerifyingKey>>>>| {
+            file.as_ref().map_or(0, |file| file.generation())
+        };
+        (
+            generation(&self.secret),
+            generation(&self.key_file),
+            self.jwks.as_ref().map_or(0, |jwks| jwks.generation()),
+        )
+    }
+
+    async fn verify_signature_and_claims(&self, token: &str) -> Checked {
         if token.len() > MAX_TOKEN_BYTES {
             return Err("jwt: token longer than 16 KiB".to_owned());
         }
@@ -122,7 +212,7 @@ impl Jwt {
             }
             // A new signing key (the IdP rotated) or no key set yet: fetch now, at most once
             // per interval, and look again.
-            if (!kid_known || keys.is_empty()) && jwks.refresh_for_unknown_kid().await {
+            if (!kid_known || keys.is_empty()) && jwks.refresh_for_unknown_kid(UNKNOWN_KID_WAIT).await {
                 match self.try_keys(&jwks.keys(), &header, token) {
                     Tried::Nothing => {}
                     Tried::BadSignature => tried_any = true,
@@ -162,7 +252,13 @@ impl Jwt {
                 continue;
             };
             match jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation) {
-                Ok(data) => return Tried::Decided(identity(&data.claims)),
+                Ok(data) => {
+                    let exp = data.claims.get("exp").and_then(serde_json::Value::as_f64);
+                    // `exp` is required and checked: a number of seconds, maybe with a fraction.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let exp = exp.map(|exp| exp.floor().max(0.0) as u64);
+                    return Tried::Decided(identity(&data.claims).map(|verified| (verified, exp)));
+                }
                 Err(err) => match err.kind() {
                     // This key did not sign it (or cannot be used): another key may have.
                     ErrorKind::InvalidSignature
@@ -176,6 +272,12 @@ impl Jwt {
         }
         tried
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// The token's header; `alg: none` (any case) gets its own refusal, an unknown `alg` another.
@@ -192,6 +294,10 @@ fn header(token: &str) -> Result<jsonwebtoken::Header, String> {
         .ok_or_else(|| MALFORMED.to_owned())?;
     if alg.eq_ignore_ascii_case("none") {
         return Err("jwt: alg none refused".to_owned());
+    }
+    // RFC 7515 4.1.11: extensions marked critical must be understood, and none is here.
+    if value.get("crit").is_some() {
+        return Err("jwt: critical header extensions (crit) not supported".to_owned());
     }
     jsonwebtoken::decode_header(token).map_err(|_| {
         format!(
@@ -218,9 +324,14 @@ fn identity(claims: &serde_json::Value) -> Result<Verified, String> {
             _ => Ok(None),
         }
     };
+    // An address the provider says it has not verified is not passed on as the holder's.
+    let email = match claims.get("email_verified") {
+        Some(serde_json::Value::Bool(false)) => None,
+        _ => text("email")?,
+    };
     Ok(Verified {
         sub: text("sub")?,
-        email: text("email")?,
+        email,
     })
 }
 
@@ -616,6 +727,29 @@ pub(crate) mod tests {
         assert!(matches!(Jwt::load(&missing, None), Err(ProxyError::NoInput(_))));
     }
 
+    /// A token carrying its own key (`jwk`, `jku`, `x5u` headers; CVE-2018-0114) is checked
+    /// against the configured key only.
+    #[tokio::test]
+    async fn embedded_key_headers_are_ignored() {
+        let legit = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let attacker = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = Jwt::load(
+            &config(dir.path(), None, Some(legit.public_key_pem().as_bytes())),
+            None,
+        )
+        .unwrap();
+        let attacker_jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(crate::auth::jwks::tests::ec_jwk(&attacker, "evil")).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.jwk = Some(attacker_jwk);
+        header.jku = Some("https://evil.test/jwks.json".to_owned());
+        header.x5u = Some("https://evil.test/cert.pem".to_owned());
+        let key = EncodingKey::from_ec_pem(attacker.serialize_pem().as_bytes()).unwrap();
+        let token = encode(&header, &claims(), &key).unwrap();
+        assert_eq!(jwt.verify(&token).await.unwrap_err(), "jwt: bad signature");
+    }
+
     /// Several keys in one file (a rotation): a token of either verifies.
     #[tokio::test]
     async fn several_keys_in_one_file() {
@@ -644,6 +778,8 @@ pub(crate) mod tests {
     }
 
     /// The security table: each token must be refused, for the stated reason.
+    // One table, read top to bottom; splitting it would scatter it.
+    #[allow(clippy::too_many_lines)]
     #[tokio::test]
     async fn security_table() {
         let dir = tempfile::tempdir().unwrap();
@@ -726,6 +862,22 @@ pub(crate) mod tests {
                 good[..good.len() - 10].to_owned(),
                 "bad signature",
             ),
+            (
+                "crit extension",
+                {
+                    let header = json!({"alg": "RS256", "crit": ["exp"], "exp": 1});
+                    let b64 = |value: &serde_json::Value| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(serde_json::to_vec(value).unwrap())
+                    };
+                    let message = format!("{}.{}", b64(&header), b64(&claims()));
+                    // A valid signature over that header: only the crit makes it refused.
+                    let signature =
+                        jsonwebtoken::crypto::sign(message.as_bytes(), &private, Algorithm::RS256).unwrap();
+                    format!("{message}.{signature}")
+                },
+                "crit",
+            ),
             ("garbage", "garbage".to_owned(), "not a JWT"),
             ("garbage with dots", "a.b.c".to_owned(), "malformed header"),
             ("empty parts", "..".to_owned(), "malformed header"),
@@ -754,6 +906,73 @@ pub(crate) mod tests {
             assert!(err.contains(expected), "{what}: {err}");
             assert!(!err.contains('\u{1b}'), "{what}: {err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn unverified_email_is_not_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = rsa_jwt(dir.path());
+        let private = EncodingKey::from_rsa_pem(&rsa_private_pem()).unwrap();
+        let mut claims = claims();
+        claims["email_verified"] = json!(false);
+        let verified = jwt
+            .verify(&sign(Algorithm::RS256, None, &private, &claims))
+            .await
+            .unwrap();
+        assert_eq!((verified.sub.as_deref(), verified.email), (Some("alice"), None));
+        claims["email_verified"] = json!(true);
+        let verified = jwt
+            .verify(&sign(Algorithm::RS256, None, &private, &claims))
+            .await
+            .unwrap();
+        assert_eq!(verified.email.as_deref(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn remembered_tokens_expire_and_go_with_their_keys() {
+        let mut remembered = Remembered::default();
+        let alice = Verified {
+            sub: Some("alice".to_owned()),
+            email: None,
+        };
+        let keys = (1, 0, 0);
+        remembered.remember([1; 32], keys, alice.clone(), 1_000);
+        assert_eq!(remembered.lookup(&[1; 32], keys, 1_000), Some(alice.clone()));
+        assert_eq!(remembered.lookup(&[1; 32], keys, 1_001), None, "expired");
+        assert_eq!(remembered.lookup(&[2; 32], keys, 10), None, "another token");
+        assert_eq!(remembered.lookup(&[1; 32], (2, 0, 0), 10), None, "other keys");
+        // Remembering under new keys forgets the old ones' tokens.
+        remembered.remember([2; 32], (2, 0, 0), alice.clone(), 1_000);
+        assert_eq!(remembered.lookup(&[1; 32], (2, 0, 0), 10), None);
+        // Full: emptied, never grown without bound.
+        for index in 0..=REMEMBERED {
+            let mut digest = [0; 32];
+            digest[..8].copy_from_slice(&(index as u64).to_le_bytes());
+            remembered.remember(digest, (2, 0, 0), alice.clone(), 1_000);
+        }
+        assert!(remembered.tokens.len() <= REMEMBERED);
+    }
+
+    /// A key file swapped for another key: a token verified (and remembered) before is
+    /// refused at once after the reload.
+    #[tokio::test]
+    async fn remembered_token_refused_after_its_key_is_replaced() {
+        let (metrics, _registry) = crate::metrics::ProxyMetrics::new();
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = rsa_jwt(dir.path());
+        let private = EncodingKey::from_rsa_pem(&rsa_private_pem()).unwrap();
+        let token = sign(Algorithm::RS256, None, &private, &claims());
+        assert!(jwt.verify(&token).await.is_ok());
+        assert!(jwt.verify(&token).await.is_ok(), "remembered");
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(dir.path().join("key.pem"), other.public_key_pem()).unwrap();
+        super::super::watch::Reloadable::reload(jwt.key_file.as_deref().unwrap(), &metrics);
+        assert!(
+            jwt.verify(&token)
+                .await
+                .unwrap_err()
+                .contains("RS256 is not accepted")
+        );
     }
 
     /// Clock skew: a token expired 10 s ago passes with 30 s of leeway; one from 60 s ago not.

@@ -6,6 +6,7 @@
 //! content: a half-rotated Secret must not lock every client out, nor let every one in.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub(crate) struct Watched<T> {
     label: &'static str,
     parse: Parser<T>,
     current: RwLock<Arc<T>>,
+    /// Bumped on every swap, so that what was derived from older content can be told apart.
+    generation: AtomicU64,
     state: Mutex<ReadState>,
 }
 
@@ -76,6 +79,7 @@ impl<T> Watched<T> {
             label,
             parse,
             current: RwLock::new(Arc::new(value)),
+            generation: AtomicU64::new(0),
             state: Mutex::new(ReadState {
                 digest: Sha256::digest(&bytes).into(),
                 problem: None,
@@ -86,6 +90,11 @@ impl<T> Watched<T> {
     /// What is in use now.
     pub(crate) fn get(&self) -> Arc<T> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// How many times new content was swapped in.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -132,6 +141,7 @@ impl<T: Send + Sync> Reloadable for Watched<T> {
         match (self.parse)(&self.path, &bytes) {
             Ok((value, summary)) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 state.problem = None;
                 tracing::info!("{} {}: reloaded, {summary}", self.flag, self.path.display());
                 metrics.reload(self.label, true);
@@ -151,10 +161,17 @@ impl<T: Send + Sync> Reloadable for Watched<T> {
 
 /// Watches the directories of some files and reloads them on a change or every
 /// [`POLL_INTERVAL`], until shutdown.
-pub(crate) async fn watch_files(
+pub(crate) async fn watch_files(files: Vec<Arc<dyn Reloadable>>, metrics: ProxyMetrics, shutdown: Shutdown) {
+    watch_files_polling_every(files, metrics, shutdown, POLL_INTERVAL).await;
+}
+
+/// [`watch_files`] with another poll interval (tests: a poll that never comes proves the
+/// watch alone sees a change).
+async fn watch_files_polling_every(
     files: Vec<Arc<dyn Reloadable>>,
     metrics: ProxyMetrics,
     mut shutdown: Shutdown,
+    poll_interval: Duration,
 ) {
     if files.is_empty() {
         return;
@@ -162,10 +179,10 @@ pub(crate) async fn watch_files(
     let doorbell = Arc::new(Notify::new());
     let paths: Vec<PathBuf> = files.iter().map(|file| file.path().to_owned()).collect();
     let mut watcher = start_watcher(&paths, &doorbell);
-    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut poll = tokio::time::interval(poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate, and the files were just loaded.
-    poll.tick().await;
+    // The first tick is immediate: a look right after the watch is armed catches a change
+    // made between the load and now, which no event will report.
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
@@ -192,10 +209,10 @@ pub(crate) async fn watch_files(
 
 fn start_watcher(paths: &[PathBuf], doorbell: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     let doorbell = Arc::clone(doorbell);
-    let watched = paths.to_vec();
+    let targets = paths.to_vec();
     let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let relevant = match result {
-            Ok(event) => is_relevant(&event, &watched),
+            Ok(event) => is_relevant(&event, &targets),
             // Events may have been lost: read to be sure.
             Err(_) => true,
         };
@@ -334,5 +351,41 @@ mod tests {
         std::fs::write(&path, "a\nb\n").unwrap();
         watched.reload(&metrics);
         assert_eq!(reloads(&metrics, "ok"), 2);
+    }
+
+    /// With a poll that never comes, the directory watch alone notices the kubelet's swap of
+    /// `..data` (the file itself is a symlink through it and is never written).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_sees_a_data_symlink_swap() {
+        let (metrics, _registry) = ProxyMetrics::new();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("..v1")).unwrap();
+        std::fs::write(root.join("..v1/file"), "one\n").unwrap();
+        std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/file", root.join("file")).unwrap();
+        let watched = Arc::new(Watched::load(&root.join("file"), "--x", "test", parse_lines).unwrap());
+        let (trigger, shutdown) = Shutdown::manual();
+        let task = tokio::spawn(watch_files_polling_every(
+            vec![Arc::clone(&watched) as Arc<dyn Reloadable>],
+            metrics.clone(),
+            shutdown,
+            Duration::from_secs(3600),
+        ));
+        // Two swaps: the first may be found by the look the task takes once at its start,
+        // before the watch could report anything; the second can only come through the watch.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for version in ["v2", "v3"] {
+            std::fs::create_dir(root.join(format!("..{version}"))).unwrap();
+            std::fs::write(root.join(format!("..{version}/file")), version).unwrap();
+            std::os::unix::fs::symlink(format!("..{version}"), root.join("..data_tmp")).unwrap();
+            std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+            while *watched.get() != [version] {
+                assert!(std::time::Instant::now() < deadline, "{version} was not noticed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        trigger.trigger(15);
+        task.await.unwrap();
     }
 }
