@@ -190,6 +190,7 @@ fn images_task(
         platforms,
         only,
         push,
+        quick_link: false,
     };
     images::build(&request)?;
     if pods {
@@ -221,6 +222,7 @@ fn main() -> ExitCode {
                 platforms,
                 only,
                 push: true,
+                quick_link: false,
             })
         }),
         Task::Test => test::run(),
