@@ -57,8 +57,8 @@ enum Task {
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
         /// Also make the images the example pods need in podman's store: the pitcrew images
-        /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx) from
-        /// Debian (debootstrap, about three minutes the first time).
+        /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx, Redis)
+        /// from Debian (debootstrap, about three minutes the first time).
         #[arg(long)]
         pods: bool,
     },

@@ -48,7 +48,7 @@ const PACKAGES: &[&str] = &[
     "wrk",
     // The example pods run for real with `podman kube play` (netavark and aardvark-dns give
     // pods on one network each other's names; catatonit is the pause image's init), and
-    // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx).
+    // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx, Redis).
     "podman",
     "catatonit",
     "netavark",
