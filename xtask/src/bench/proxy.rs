@@ -211,7 +211,7 @@ pub fn proxy(options: Options) -> Result {
         }
         for index in order {
             let contender = contenders[index];
-            let measured = measure(contender, &setup, &upstream)?;
+            let measured = measure(contender, &setup)?;
             println!(
                 "  {}: {:.1}k requests/s, p50 {}, p99 {}{}{}",
                 versions.label(contender),
@@ -638,7 +638,7 @@ fn check(contender: Contender, port: u16, token: &str) -> Result {
 }
 
 /// One run of `contender`: start, check, warm up, measure, read its peak RSS, stop.
-fn measure(contender: Contender, setup: &Setup, upstream: &Guard) -> Result<Measured> {
+fn measure(contender: Contender, setup: &Setup) -> Result<Measured> {
     let token = (contender == Contender::PitcrewJwt).then_some(setup.token.as_str());
     let (guard, port) = if contender == Contender::Direct {
         (None, setup.upstream_port)
@@ -671,8 +671,6 @@ fn measure(contender: Contender, setup: &Setup, upstream: &Guard) -> Result<Meas
             wrk: result,
         });
     }
-    // Direct: the upstream is shared by every run and must still be there.
-    let _ = upstream;
     Ok(Measured {
         wrk: result,
         rss_kib: None,
