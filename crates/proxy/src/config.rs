@@ -23,6 +23,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// `--access-log`.
     pub access_log: AccessLogTarget,
+    /// `--ca-file` and `--insecure` (core's shared TLS flags): the client side of the JWKS URL
+    /// and the auth service. (Added by the FRONT work: `Auth::load` takes a `Tls`, which
+    /// `server::run` builds from these; the upstreams have their own `--upstream-ca-file`.)
+    pub client_tls: pitcrew_core::tls::TlsSettings,
 }
 
 /// What `--listen` says.

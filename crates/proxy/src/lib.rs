@@ -4,7 +4,8 @@
 //! balances the app's outgoing requests (HTTP or plain TCP) over several upstreams, ejecting
 //! failing ones and re-admitting them after a cool-down.
 //!
-//! Module map: [`cli`] (flags → [`Config`]; [`cli::main_with_args`] is the whole program),
+//! Module map: [`cli`] (flags → [`Config`]; [`cli::main_with_args`] is the whole program) with
+//! [`listen`] (`--listen`),
 //! [`config`] (what the proxy is told to do), [`server`] (listeners, TLS termination, HTTP/1
 //! and HTTP/2, limits, the request pipeline, drain), [`auth`] (authentication) with [`path`]
 //! (path normalisation and public paths), [`upstream`] (balancing, passive health, the pooled
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod path;
 pub mod server;

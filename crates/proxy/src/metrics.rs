@@ -19,8 +19,9 @@
 //!   (`rate_limited`, `body_too_large`, `header_too_large`, `bad_path`, `header_timeout`)
 //! - `pitcrew_proxy_connections_active`: open client connections
 //! - `pitcrew_proxy_tcp_bytes_total{direction}`: TCP mode bytes (`up`: client → upstream)
-//! - `pitcrew_proxy_reloads_total{file,result}`: reloads of certificate, token and htpasswd
-//!   files and of the JWKS (`result` = `ok` | `failed`)
+//! - `pitcrew_proxy_reloads_total{file,result}`: reloads of the certificate, token, htpasswd
+//!   and JWT secret/key files and of the JWKS (`file` = `tls_cert` | `bearer_tokens` |
+//!   `htpasswd` | `jwt_secret` | `jwt_key` | `jwks`; `result` = `ok` | `failed`)
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -87,7 +88,7 @@ pub struct DirectionLabel {
 /// `file` and `result` of a reload.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
-    /// `tls_cert`, `bearer_tokens`, `htpasswd`, `jwks`.
+    /// `tls_cert`, `bearer_tokens`, `htpasswd`, `jwt_secret`, `jwt_key`, `jwks`.
     pub file: &'static str,
     /// `ok` | `failed`.
     pub result: &'static str,

@@ -82,7 +82,7 @@ impl NginxPeer {
     /// When nginx is installed but does not start (the message has its logs), or is missing
     /// on CI.
     pub fn start() -> Option<NginxPeer> {
-        NginxPeer::start_as(false)
+        NginxPeer::start_as(false, "")
     }
 
     /// Like [`NginxPeer::start`], but with a master process and one worker, as nginx runs in
@@ -93,10 +93,21 @@ impl NginxPeer {
     ///
     /// As [`NginxPeer::start`].
     pub fn start_with_master_process() -> Option<NginxPeer> {
-        NginxPeer::start_as(true)
+        NginxPeer::start_as(true, "")
     }
 
-    fn start_as(master: bool) -> Option<NginxPeer> {
+    /// Like [`NginxPeer::start`], with `extra` (directives such as `location` blocks of the
+    /// test's own, e.g. a forward-auth endpoint) inside the `server` block from the start.
+    /// Its locations must not be among the module docs' exact-match ones.
+    ///
+    /// # Panics
+    ///
+    /// As [`NginxPeer::start`], also when nginx refuses `extra`.
+    pub fn start_with_conf(extra: &str) -> Option<NginxPeer> {
+        NginxPeer::start_as(false, extra)
+    }
+
+    fn start_as(master: bool, extra: &str) -> Option<NginxPeer> {
         let nginx = require_binary("nginx", &["/usr/sbin/nginx"])?;
         let dir = tempfile::Builder::new()
             .prefix("pitcrew-nginx-")
@@ -106,6 +117,9 @@ impl NginxPeer {
         write_big_json(dir.path());
         fs::create_dir_all(dir.path().join("files")).expect("create files/");
         fs::create_dir_all(dir.path().join("conf.d")).expect("create conf.d/");
+        if !extra.is_empty() {
+            fs::write(dir.path().join("conf.d/test.conf"), extra).expect("write conf.d/test.conf");
+        }
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();
