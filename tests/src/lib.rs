@@ -31,6 +31,8 @@ pub const MIGRATE_IMAGE: &str = "pitcrew/migrate:dev";
 pub const TAIL_IMAGE: &str = "pitcrew/tail:dev";
 /// The pitcrew-reload image `cargo xtask images` builds.
 pub const RELOAD_IMAGE: &str = "pitcrew/reload:dev";
+/// The pitcrew-proxy image `cargo xtask images` builds.
+pub const PROXY_IMAGE: &str = "pitcrew/proxy:dev";
 /// The arm64 image of pitcrew-wait (per-platform tag; its binary runs here under qemu).
 pub const WAIT_ARM64_IMAGE: &str = "pitcrew/wait:dev-arm64";
 /// The arm64 image of pitcrew-tail.

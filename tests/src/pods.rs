@@ -7,6 +7,9 @@
 //! `cargo xtask test`) put in podman's store.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -24,9 +27,11 @@ const IMAGES: &[&str] = &[
     "pitcrew/tail:0.1.0",
     "pitcrew/reload:0.1.0",
     "pitcrew/metrics:0.1.0",
+    "pitcrew/proxy:0.1.0",
     "docker.io/library/postgres:15",
     "docker.io/library/mariadb:10.11",
     "docker.io/library/nginx:1.22",
+    "docker.io/library/redis:7.0",
     "docker.io/library/busybox:1.35",
 ];
 
@@ -164,3 +169,69 @@ pub fn http_get(pod: &Pod, container: &str, port: u16, path: &str) -> String {
 
 /// A deadline for anything a pod does: generous, for a busy 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// An answer to [`request`].
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, as received.
+    pub head: String,
+    /// The body (lossy UTF-8).
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of the header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (found, value) = line.split_once(':')?;
+            found.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// `GET path` with `headers` to `ip:port` from this host, as a Service reaches a pod: the
+/// pod's address on the test's network. HTTP/1.0, so the answer ends with the connection and
+/// comes unchunked.
+///
+/// # Errors
+/// When the connection fails or times out, or the answer is no HTTP answer.
+pub fn request(ip: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
+    let timeout = Duration::from_secs(30);
+    let address = std::net::SocketAddr::new(
+        ip.parse()
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{ip:?}: {err}")))?,
+        port,
+    );
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut head = format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\n");
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "GET {path} at {address}: no HTTP answer in {:?}",
+                    text.chars().take(200).collect::<String>()
+                ),
+            )
+        })?;
+    Ok(Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
+}

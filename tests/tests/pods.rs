@@ -5,12 +5,12 @@
 //! Each test plays the manifests as users would write them (see `pitcrew_e2e::pods` and
 //! `Manifest::for_podman` for the few changes podman 4.3 needs, each a difference from a
 //! kubelet), on the images `cargo xtask test` puts in podman's store: the pitcrew images tagged
-//! with the version the manifests name, and PostgreSQL, MariaDB, nginx and busybox built from
-//! Debian's packages under the names the manifests use.
+//! with the version the manifests name, and PostgreSQL, MariaDB, nginx, Redis and busybox built
+//! from Debian's packages under the names the manifests use.
 
 use std::time::{Duration, Instant};
 
-use pitcrew_e2e::pods::{DEADLINE, Scenario, http_get, seconds_between};
+use pitcrew_e2e::pods::{Answer, DEADLINE, Scenario, http_get, request, seconds_between};
 use pitcrew_testkit::podman::Pod;
 
 /// How long after its dependency answers the app may start: pitcrew/wait retries every
@@ -664,4 +664,376 @@ fn counter(metrics: &str, name: &str) -> u64 {
             let whole = value as u64;
             whole
         })
+}
+
+/// The pod's address on the test's network (what its Service would send to), once it has one.
+fn address_of(pod: &Pod) -> String {
+    let mut address = None;
+    pod.wait_for("the pod's address", DEADLINE, |pod| {
+        address = pod.ip().ok();
+        address.is_some()
+    });
+    address.unwrap_or_default()
+}
+
+/// Waits until the proxy's admin server on `port` of `ip` says it is ready (its upstream
+/// answers), as the kubelet's readiness probe would.
+fn wait_proxy_ready(pod: &Pod, ip: &str, port: u16) {
+    pod.wait_for(&format!("the proxy on :{port} ready"), DEADLINE, |_| {
+        request(ip, port, "/readyz", &[]).is_ok_and(|answer| answer.status == 200)
+    });
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// `GET path` through the proxy (port 8090 of the pod's address), with `headers`; panics
+/// when no answer comes.
+fn through_proxy(ip: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(ip, 8090, path, headers).unwrap_or_else(|err| panic!("GET {path} through the proxy: {err}"))
+}
+
+/// The auth proxy checking tokens itself (`auth-proxy/jwt.yaml`), reached from outside the pod
+/// as its Service would reach it: the public path answers without a token; no token, a bad,
+/// expired, foreign-audience or wrongly signed one is refused with 401 before the app; a user's
+/// JWT and a machine client's bearer token reach the app with the identity the proxy set, never
+/// one the client sent; the app itself cannot be reached past the proxy; no token or secret is
+/// logged; SIGTERM drains it.
+// One story, top to bottom: a table of requests and what each must get.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn auth_proxy_lets_valid_tokens_in_and_tells_the_app_who_is_calling() {
+    let Some(mut scenario) = Scenario::start("auth-proxy") else {
+        return;
+    };
+    let manifest = scenario.manifest("auth-proxy/jwt.yaml");
+    let pod = scenario.play(&manifest, "webapp", "webapp-6d4cf56db6-x7k2p");
+    let ip = address_of(&pod);
+    wait_proxy_ready(&pod, &ip, 9535);
+
+    let secret = scenario.secret("jwt-secret", "secret");
+    let sign = |claims: &serde_json::Value, key: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(key),
+        )
+        .expect("a token")
+    };
+    let now = unix_now();
+    let claims = |sub: &str, aud: &str, exp: u64| serde_json::json!({"sub": sub, "email": format!("{sub}@example.com"), "aud": aud, "iat": now, "exp": exp});
+    let alice = sign(&claims("alice", "webapp", now + 600), secret.as_bytes());
+    let expired = sign(&claims("alice", "webapp", now - 3600), secret.as_bytes());
+    let other_audience = sign(&claims("alice", "billing", now + 600), secret.as_bytes());
+    let forged = sign(&claims("alice", "webapp", now + 600), b"not the secret");
+    let tokens = scenario.secret("api-tokens", "tokens");
+    let (client, client_token) = tokens
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .find_map(|line| line.split_once(char::is_whitespace))
+        .expect("a NAME TOKEN line in the api-tokens Secret");
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    // The public path: no token needed.
+    let health = through_proxy(&ip, "/healthz", &[]);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"), "{health:?}");
+
+    // Refused before the app, with a challenge saying how to authenticate.
+    let refused: &[(&str, Vec<(&str, String)>)] = &[
+        ("no token", vec![]),
+        (
+            "a spoofed identity header alone",
+            vec![("X-Forwarded-User", "admin".into())],
+        ),
+        (
+            "a token that is no JWT",
+            vec![("Authorization", bearer("not-a-jwt"))],
+        ),
+        ("an expired token", vec![("Authorization", bearer(&expired))]),
+        (
+            "another audience's token",
+            vec![("Authorization", bearer(&other_audience))],
+        ),
+        (
+            "a token signed with another key",
+            vec![("Authorization", bearer(&forged))],
+        ),
+        (
+            "basic auth",
+            vec![("Authorization", "Basic YWxpY2U6YWxpY2U=".into())],
+        ),
+    ];
+    for (case, headers) in refused {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let answer = through_proxy(&ip, "/orders", &headers);
+        assert_eq!(answer.status, 401, "{case}: {answer:?}");
+        assert!(
+            answer.header("WWW-Authenticate").is_some(),
+            "{case}: no challenge: {answer:?}"
+        );
+        assert!(
+            !answer.body.contains("hello"),
+            "{case}: the app answered: {answer:?}"
+        );
+    }
+
+    // A user's JWT: the app sees the token's subject and email, not what the client claims.
+    let user = through_proxy(
+        &ip,
+        "/orders",
+        &[
+            ("Authorization", &bearer(&alice)),
+            ("X-Forwarded-User", "admin"),
+            ("X-Forwarded-Email", "admin@example.com"),
+        ],
+    );
+    assert_eq!(
+        (user.status, user.body.as_str()),
+        (200, "hello alice <alice@example.com>\n"),
+        "{user:?}"
+    );
+    // A machine client's bearer token from the Secret's file: its NAME is the user.
+    let machine = through_proxy(&ip, "/orders", &[("Authorization", &bearer(client_token))]);
+    assert_eq!(
+        (machine.status, machine.body.as_str()),
+        (200, format!("hello {client} <>\n").as_str()),
+        "{machine:?}"
+    );
+    // Path tricks that would reach a protected path through the public one are normalised
+    // before the public-path check: refused without a token.
+    for path in ["/healthz/../orders", "/healthz/%2e%2e/orders", "//orders"] {
+        let answer = through_proxy(&ip, path, &[]);
+        assert!(
+            matches!(answer.status, 400 | 401),
+            "{path}: {answer:?} (a public path must not open another)"
+        );
+    }
+
+    // Past the proxy there is no way in: the app listens on the pod's loopback only.
+    assert!(
+        request(&ip, 8080, "/orders", &[]).is_err(),
+        "the app answered on the pod's address, past the proxy"
+    );
+
+    let log = pod.logs("auth-proxy");
+    for secret_text in [secret.as_str(), alice.as_str(), client_token, forged.as_str()] {
+        assert!(
+            !log.contains(secret_text),
+            "a token or the JWT secret reached the proxy's log:\n{log}"
+        );
+    }
+    drains_within_the_grace_period(&pod, &["auth-proxy"]);
+}
+
+/// The seed's auth proxy with its auth service (`auth-proxy/forward-auth.yaml`): the proxy asks
+/// the auth service about every request but the public path; its 401 (challenge and body) goes
+/// back to the client, its 2xx lets the request in with the user it named, which no client can
+/// spoof; with the auth service gone the proxy answers 503, not a way in.
+#[test]
+fn forward_auth_proxy_asks_the_auth_service_and_passes_its_user_on() {
+    let Some(mut scenario) = Scenario::start("forward-auth") else {
+        return;
+    };
+    let manifest = scenario.manifest("auth-proxy/forward-auth.yaml");
+    let auth = scenario.play(&manifest, "auth-service", "auth-service");
+    let pod = scenario.play(&manifest, "microservice", "microservice-7c9d4b8f5-q2w4e");
+    let ip = address_of(&pod);
+    wait_proxy_ready(&pod, &ip, 9535);
+    auth.wait_for("the auth service answering", DEADLINE, |_| {
+        through_proxy(&ip, "/orders", &[]).status == 401
+    });
+
+    let health = through_proxy(&ip, "/healthz", &[]);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"), "{health:?}");
+
+    let refused = through_proxy(&ip, "/orders", &[("X-Auth-User", "mallory")]);
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert_eq!(
+        refused.header("WWW-Authenticate"),
+        Some("Bearer realm=\"demo\""),
+        "the auth service's challenge: {refused:?}"
+    );
+    assert!(
+        refused.body.contains("who are you?"),
+        "the auth service's body: {refused:?}"
+    );
+
+    let allowed = through_proxy(
+        &ip,
+        "/orders",
+        &[
+            ("Authorization", "Bearer demo-token-alice"),
+            ("X-Auth-User", "mallory"),
+        ],
+    );
+    assert_eq!(
+        (allowed.status, allowed.body.as_str()),
+        (200, "hello alice\n"),
+        "{allowed:?}"
+    );
+
+    // The auth service goes away: nobody gets in, and the public path still answers.
+    auth.stop().expect("podman pod stop");
+    pod.wait_for("503 without the auth service", DEADLINE, |_| {
+        through_proxy(&ip, "/orders", &[("Authorization", "Bearer demo-token-alice")]).status == 503
+    });
+    let health = through_proxy(&ip, "/healthz", &[]);
+    assert_eq!(health.status, 200, "{health:?}");
+    let log = pod.logs("auth-proxy");
+    assert!(
+        !log.contains("demo-token-alice"),
+        "the token reached the proxy's log:\n{log}"
+    );
+    drains_within_the_grace_period(&pod, &["auth-proxy"]);
+}
+
+/// The ambassadors (`ambassador/app.yaml`, with `dependencies/external-services.yaml` standing
+/// in for the external services): the app's connections to localhost:6379 reach both Redis nodes and its
+/// requests to localhost:8090 both API servers; with one of each stopped, the app's traffic
+/// goes on through the other (at most the ejection threshold's 3 failures on the way); both
+/// sidecars drain on SIGTERM.
+// One story, top to bottom: both ambassadors through the same steps.
+#[allow(clippy::too_many_lines)]
+#[test]
+fn ambassadors_balance_the_apps_traffic_and_survive_a_backend_going_away() {
+    /// Connections (redis-cli calls) and requests per step.
+    const CALLS: usize = 20;
+    /// Failures allowed after a backend stopped: the passive health check's threshold.
+    const EJECTION_FAILURES: usize = 3;
+    let Some(mut scenario) = Scenario::start("ambassador") else {
+        return;
+    };
+    let backends = scenario.manifest("dependencies/external-services.yaml");
+    let manifest = scenario.manifest("ambassador/app.yaml");
+    let redis: Vec<Pod> = ["redis-a", "redis-b"]
+        .iter()
+        .map(|name| scenario.play(&backends, name, name))
+        .collect();
+    let api: Vec<Pod> = ["api-a", "api-b"]
+        .iter()
+        .map(|name| scenario.play(&backends, name, name))
+        .collect();
+    for pod in &redis {
+        pod.wait_for("Redis answering", DEADLINE, |pod| {
+            pod.exec("redis", &["redis-cli", "PING"])
+                .is_ok_and(|out| out.trim() == "PONG")
+        });
+    }
+    for pod in &api {
+        pod.wait_for("nginx answering", DEADLINE, |pod| {
+            pod.http_get("api", 80, "/").is_ok()
+        });
+    }
+    let app = scenario.play(&manifest, "app", "app-5f7b9c6d8-m3n4p");
+    app.wait_for("both ambassadors ready", DEADLINE, |pod| {
+        running(pod, "app")
+            && [9535, 9536].iter().all(|port| {
+                pod.http_get("app", *port, "/readyz")
+                    .is_ok_and(|answer| answer.contains(" 200 "))
+            })
+    });
+
+    // The app's side: one redis-cli call is one connection, one GET one request.
+    let incr = |app: &Pod| {
+        app.exec(
+            "app",
+            &["redis-cli", "-h", "127.0.0.1", "-p", "6379", "INCR", "hits"],
+        )
+        .is_ok_and(|out| out.trim().parse::<u64>().is_ok())
+    };
+    let get = |app: &Pod, n: usize| {
+        app.http_get("app", 8090, &format!("/?probe={n}"))
+            .is_ok_and(|answer| answer.contains(" 200 ") && answer.contains("Welcome to nginx"))
+    };
+    let hits = |pod: &Pod| {
+        pod.exec("redis", &["redis-cli", "GET", "hits"])
+            .ok()
+            .and_then(|out| out.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let probes = |pod: &Pod| {
+        pod.exec("api", &["grep", "-c", "probe=", "/var/log/nginx/access.log"])
+            .ok()
+            .and_then(|out| out.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+
+    for n in 0..CALLS {
+        assert!(
+            incr(&app),
+            "INCR {n} through the cache ambassador failed:\n{}",
+            app.describe()
+        );
+        assert!(
+            get(&app, n),
+            "GET {n} through the API ambassador failed:\n{}",
+            app.describe()
+        );
+    }
+    let counts: Vec<usize> = redis.iter().map(hits).collect();
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        CALLS,
+        "every INCR landed once: {counts:?}"
+    );
+    assert!(
+        counts.iter().all(|&count| count > 0),
+        "the connections were not balanced over both Redis nodes: {counts:?}"
+    );
+    let mut served: Vec<usize> = Vec::new();
+    app.wait_for("every request in the API servers' logs", DEADLINE, |_| {
+        served = api.iter().map(probes).collect();
+        served.iter().sum::<usize>() >= CALLS
+    });
+    assert_eq!(
+        served.iter().sum::<usize>(),
+        CALLS,
+        "every GET served once: {served:?}"
+    );
+    assert!(
+        served.iter().all(|&count| count > 0),
+        "the requests were not balanced over both API servers: {served:?}"
+    );
+
+    // One node of each goes away; the app's traffic goes on through the other.
+    redis[1].stop().expect("podman pod stop redis-b");
+    api[1].stop().expect("podman pod stop api-b");
+    let before = (hits(&redis[0]), probes(&api[0]));
+    let mut failed = (0, 0);
+    for n in 0..CALLS {
+        if !incr(&app) {
+            failed.0 += 1;
+        }
+        if !get(&app, CALLS + n) {
+            failed.1 += 1;
+        }
+    }
+    assert!(
+        failed.0 <= EJECTION_FAILURES && failed.1 <= EJECTION_FAILURES,
+        "failures (cache, API) after a backend stopped: {failed:?}:\n{}",
+        app.describe()
+    );
+    assert_eq!(
+        hits(&redis[0]).saturating_sub(before.0),
+        CALLS - failed.0,
+        "every INCR that succeeded landed on redis-a"
+    );
+    app.wait_for("the API requests on api-a", DEADLINE, |_| {
+        probes(&api[0]).saturating_sub(before.1) >= CALLS - failed.1
+    });
+    for (ambassador, port) in [("cache-ambassador", 9535), ("api-ambassador", 9536)] {
+        let ready = app.http_get("app", port, "/readyz").unwrap_or_default();
+        assert!(
+            ready.contains(" 200 "),
+            "{ambassador} not ready with one upstream left: {ready}"
+        );
+    }
+    drains_within_the_grace_period(&app, &["cache-ambassador", "api-ambassador"]);
 }

@@ -89,6 +89,31 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        // HTTP/1 and HTTP/2 on hyper both ways, TLS termination and upstream TLS on rustls,
+        // JWT (jsonwebtoken) and bcrypt for htpasswd, certificate and token files watched with
+        // notify, /metrics by prometheus-client, the JWKS URL and the auth service through
+        // pitcrew-core's TLS client (reqwest). No database driver, no archive reader, no
+        // template engine, no file follower.
+        "proxy",
+        &[
+            "hyper",
+            "rustls",
+            "jsonwebtoken",
+            "bcrypt",
+            "notify",
+            "prometheus-client",
+            "reqwest",
+        ],
+        &[
+            "jsonschema",
+            "mysql_async",
+            "tokio-postgres",
+            "zip",
+            "pitcrew-template",
+            "pitcrew-follow",
+        ],
+    ),
+    (
         // The all-in-one holds every tool, so every tool's crates; test-only crates never.
         "pitcrew",
         &[
@@ -96,6 +121,7 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
             "pitcrew-tail",
             "pitcrew-reload",
             "pitcrew-metrics",
+            "pitcrew-proxy",
             "mysql_async",
             "jsonschema",
             "notify",

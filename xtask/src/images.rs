@@ -650,8 +650,8 @@ pub fn image_size(image: &str) -> Result<u64> {
 
 /// Makes the images the example pods need in podman's store (see
 /// `pitcrew_testkit::podman`): the pitcrew images just built, tagged with the workspace
-/// version the manifests use, and the peer images (PostgreSQL, MariaDB, nginx) from Debian,
-/// built once and then only when their recipe changes.
+/// version the manifests use, and the peer images (PostgreSQL, MariaDB, nginx, Redis) from
+/// Debian, built once and then only when their recipe changes.
 pub fn prepare_pod_images() -> Result<pitcrew_testkit::podman::Podman> {
     let podman = pitcrew_testkit::podman::Podman::setup()?;
     let tools = tools()?;

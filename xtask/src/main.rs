@@ -57,8 +57,8 @@ enum Task {
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
         /// Also make the images the example pods need in podman's store: the pitcrew images
-        /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx) from
-        /// Debian (debootstrap, about three minutes the first time).
+        /// tagged with the workspace version, and the peers (PostgreSQL, MariaDB, nginx, Redis)
+        /// from Debian (debootstrap, about three minutes the first time).
         #[arg(long)]
         pods: bool,
     },
@@ -152,6 +152,24 @@ enum BenchTarget {
         /// Timed runs per tool.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         runs: u32,
+    },
+    /// pitcrew-proxy vs nginx proxy_pass vs haproxy in front of the same nginx upstream, one
+    /// worker each pinned to core 1, wrk and the upstream on core 0: requests/s, p50/p99, peak
+    /// RSS, CPU per request; and pitcrew-proxy with JWT (HS256) auth on.
+    Proxy {
+        /// Seconds wrk measures each contender (after a 2 s warm-up).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Keep-alive connections wrk holds open (one wrk thread).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        connections: u32,
+        /// Measured runs per contender, in alternating order; the tables show medians.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        runs: u32,
+        /// Only these contenders, comma-separated: pitcrew, pitcrew-jwt, nginx, haproxy, direct
+        /// (BENCHMARKS.md is written only when the goals can be judged: all but direct ran).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// pitcrew-render vs GNU envsubst on a 100 MB template: throughput, peak RSS, image size.
     Render {
@@ -249,6 +267,20 @@ fn main() -> ExitCode {
         Task::Bench {
             which: BenchTarget::Metrics { lines, runs },
         } => bench::metrics(lines, runs),
+        Task::Bench {
+            which:
+                BenchTarget::Proxy {
+                    seconds,
+                    connections,
+                    runs,
+                    only,
+                },
+        } => bench::proxy(bench::ProxyOptions {
+            seconds,
+            connections,
+            runs,
+            only,
+        }),
         Task::Bench {
             which: BenchTarget::Reload { swaps, anchor_swaps },
         } => bench::reload(

@@ -42,9 +42,13 @@ const PACKAGES: &[&str] = &[
     // pitcrew-metrics: mtail is the anchor of `cargo xtask bench metrics` (same log, an
     // equivalent program).
     "mtail",
+    // pitcrew-proxy: `cargo xtask bench proxy` measures with wrk through pitcrew-proxy, nginx
+    // proxy_pass (nginx-light above) and haproxy, the proxies a pod spec uses today.
+    "haproxy",
+    "wrk",
     // The example pods run for real with `podman kube play` (netavark and aardvark-dns give
     // pods on one network each other's names; catatonit is the pause image's init), and
-    // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx).
+    // debootstrap makes the Debian root of the peer images (PostgreSQL, MariaDB, nginx, Redis).
     "podman",
     "catatonit",
     "netavark",

@@ -76,6 +76,11 @@ pub const TOOLS: &[Tool] = &[
         main: pitcrew_prepare::cli::main_with_args,
     },
     Tool {
+        name: "proxy",
+        description: "auth proxy and ambassador sidecar: TLS, JWT/token/forward auth, balancing, TCP mode",
+        main: pitcrew_proxy::cli::main_with_args,
+    },
+    Tool {
         name: "reload",
         description: "config reload sidecar: one signal or webhook per real change, then verify",
         main: pitcrew_reload::cli::main_with_args,

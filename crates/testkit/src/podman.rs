@@ -12,10 +12,11 @@
 //!   cannot raise podman's default rlimits (hence `default_ulimits`), has no journald (hence
 //!   file logs and events), and the tests' images live in a store of their own.
 //! - [`Podman::build_peer_images`]: the non-pitcrew containers of the examples (PostgreSQL,
-//!   MariaDB, nginx) from Debian's packages, because no registry can be reached. They carry
-//!   the names the manifests use (`postgres:15`, `mariadb:10.11`, `nginx:1.22`: the versions
-//!   Debian bookworm ships) and entrypoints that follow the official images' env contract
-//!   (`tests/peers/`). They are built once and rebuilt only when their recipe changes.
+//!   MariaDB, nginx, Redis) from Debian's packages, because no registry can be reached. They
+//!   carry the names the manifests use (`postgres:15`, `mariadb:10.11`, `nginx:1.22`,
+//!   `redis:7.0`: the versions Debian bookworm ships) and entrypoints that follow the official
+//!   images' env contract (`tests/peers/`). They are built once and rebuilt only when their
+//!   recipe changes.
 //! - [`Podman::load_pitcrew_images`]: the images `cargo xtask images` built with docker
 //!   (`pitcrew/<tool>:dev`) copied into podman's store and tagged with the version the
 //!   manifests use (`pitcrew/<tool>:0.1.0`); `pitcrew/busybox:dev` (Debian's busybox-static)
@@ -40,7 +41,7 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 pub const STATE_DIR: &str = "/var/tmp/pitcrew-podman";
 
 /// The Debian packages the peer images are made of.
-const PEER_PACKAGES: &str = "postgresql-15,mariadb-server,nginx-light";
+const PEER_PACKAGES: &str = "postgresql-15,mariadb-server,nginx-light,redis-server";
 
 /// A podman engine with the project's own configuration.
 #[derive(Debug, Clone)]
@@ -200,9 +201,10 @@ impl Podman {
     }
 
     /// Builds the peer images unless they are there from the same recipe: a Debian bookworm
-    /// root with PostgreSQL 15, MariaDB 10.11 and nginx (debootstrap, about two minutes the
-    /// first time), then `postgres:15`, `mariadb:10.11` and `nginx:1.22` on it, each with its
-    /// entrypoint from `tests/peers/`. Progress goes to `log`.
+    /// root with PostgreSQL 15, MariaDB 10.11, nginx and Redis 7.0 (debootstrap, about two
+    /// minutes the first time), then `postgres:15`, `mariadb:10.11`, `nginx:1.22` and
+    /// `redis:7.0` on it, each with its entrypoint from `tests/peers/` (Redis needs none).
+    /// Progress goes to `log`.
     ///
     /// # Errors
     /// When debootstrap or podman fails, or without root (debootstrap needs it).
@@ -425,11 +427,11 @@ impl Podman {
         }
     }
 
-    /// Removes the volumes podman made for `manifest`'s ConfigMaps (named after them), so a
-    /// pod gets the ConfigMap as the file says now, not as an earlier run had it. One in use
-    /// by a running pod stays.
+    /// Removes the volumes podman made for `manifest`'s ConfigMaps (named after them), and for
+    /// its Secrets played as ConfigMaps (see [`Manifest::for_podman`]), so a pod gets them as
+    /// the file says now, not as an earlier run had them. One in use by a running pod stays.
     pub fn remove_configmap_volumes(&self, manifest: &Manifest) {
-        for configmap in manifest.of_kind("ConfigMap") {
+        for configmap in manifest.of_kind("ConfigMap").chain(manifest.of_kind("Secret")) {
             let _ = self.output(&["volume", "rm", &name_of(configmap)]);
         }
     }
@@ -485,6 +487,17 @@ fn peer_images(base: &str) -> Vec<(String, String)> {
                  CMD [\"nginx\", \"-g\", \"daemon off;\"]\n\
                  # The official image's choice: SIGQUIT lets nginx finish its requests.\n\
                  STOPSIGNAL SIGQUIT\n"
+            ),
+        ),
+        (
+            "docker.io/library/redis:7.0".into(),
+            format!(
+                "FROM {base}\n\
+                 # As the official image runs it: reachable from other pods (protected mode off:\n\
+                 # Debian's build keeps it on, which refuses every non-loopback client without a\n\
+                 # password), in the foreground, logging to stdout. No snapshots: a peer for\n\
+                 # tests keeps nothing.\n\
+                 CMD [\"redis-server\", \"--protected-mode\", \"no\", \"--save\", \"\", \"--appendonly\", \"no\"]\n"
             ),
         ),
     ]
@@ -647,7 +660,11 @@ impl Manifest {
     /// - `$(VAR)` in `command` and `args` is expanded here, as the kubelet does (podman 4.3
     ///   passes it on as written), from the container's env: plain values, the pod's name for
     ///   `fieldRef: metadata.name`, and `secretKeyRef`s looked up in `secrets` (the Secrets
-    ///   of this file and of the dependencies' files, which the caller also gives to podman).
+    ///   of this file and of the dependencies' files, which the caller also gives to podman);
+    /// - a `secret` volume becomes a `configMap` volume of a ConfigMap with the Secret's name
+    ///   and content (from `secrets`), emitted with the pod: podman 4.3.1 panics on a secret
+    ///   volume (a nil pointer in `VolumeFromSecret`, tried with the Secret stored as JSON and
+    ///   as YAML), and mounts a ConfigMap's keys as files the same way.
     ///
     /// # Panics
     /// When the file has no such workload.
@@ -712,6 +729,7 @@ impl Manifest {
         }
         spec.insert(key("containers"), Yaml::Array(containers));
         rename_empty_dirs(&mut spec, pod_name);
+        let secret_configmaps = secrets_as_configmaps(&mut spec, secrets, &self.path);
         let policy = spec
             .get(&key("restartPolicy"))
             .and_then(Yaml::as_str)
@@ -740,12 +758,71 @@ impl Manifest {
         pod.insert(key("spec"), Yaml::Hash(spec));
 
         let mut out = String::new();
-        for configmap in self.of_kind("ConfigMap") {
+        for configmap in self.of_kind("ConfigMap").chain(&secret_configmaps) {
             emit(&mut out, configmap);
         }
         emit(&mut out, &Yaml::Hash(pod));
         out
     }
+}
+
+/// Turns the pod's `secret` volumes into `configMap` volumes (see [`Manifest::for_podman`]);
+/// returns the ConfigMaps that stand in for the Secrets.
+fn secrets_as_configmaps(
+    spec: &mut Hash,
+    secrets: &[(String, BTreeMap<String, Vec<u8>>)],
+    path: &Path,
+) -> Vec<Yaml> {
+    let key = |text: &str| Yaml::String(text.to_owned());
+    let mut configmaps = Vec::new();
+    let Some(Yaml::Array(volumes)) = spec.get_mut(&key("volumes")) else {
+        return configmaps;
+    };
+    for volume in volumes {
+        let Yaml::Hash(volume) = volume else { continue };
+        let Some(Yaml::Hash(source)) = volume.remove(&key("secret")) else {
+            continue;
+        };
+        let name = source
+            .get(&key("secretName"))
+            .and_then(Yaml::as_str)
+            .unwrap_or_else(|| panic!("{}: a secret volume without secretName", path.display()))
+            .to_owned();
+        let data = secrets
+            .iter()
+            .find_map(|(known, data)| (*known == name).then_some(data))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: the Secret {name} a volume mounts is not among the Secrets given to podman",
+                    path.display()
+                )
+            });
+        // The same keys: items, defaultMode and optional mean the same for both kinds.
+        let mut configmap_source = Hash::new();
+        configmap_source.insert(key("name"), key(&name));
+        for (field, value) in source {
+            if field.as_str() != Some("secretName") {
+                configmap_source.insert(field, value);
+            }
+        }
+        volume.insert(key("configMap"), Yaml::Hash(configmap_source));
+        if configmaps.iter().any(|known: &Yaml| name_of(known) == name) {
+            continue;
+        }
+        let mut metadata = Hash::new();
+        metadata.insert(key("name"), key(&name));
+        let mut values = Hash::new();
+        for (data_key, value) in data {
+            values.insert(key(data_key), key(&String::from_utf8_lossy(value)));
+        }
+        let mut configmap = Hash::new();
+        configmap.insert(key("apiVersion"), key("v1"));
+        configmap.insert(key("kind"), key("ConfigMap"));
+        configmap.insert(key("metadata"), Yaml::Hash(metadata));
+        configmap.insert(key("data"), Yaml::Hash(values));
+        configmaps.push(Yaml::Hash(configmap));
+    }
+    configmaps
 }
 
 /// Renames the pod's emptyDir volumes, and the mounts of them, to `POD--NAME`.
@@ -1265,6 +1342,35 @@ mod tests {
             pod["spec"]["containers"][1]["args"][0].as_str(),
             Some("x&y@web-1 $(PW) $(NOPE)"),
             "expanded like the kubelet: podman 4.3 would not"
+        );
+    }
+
+    #[test]
+    fn a_secret_volume_is_played_as_a_configmap_of_the_same_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: jwt}\nstringData: {secret: \"s3cr3t&x\"}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: app, image: a, \
+             volumeMounts: [{name: keys, mountPath: /keys}]}\n  volumes:\n    - {name: keys, secret: {secretName: jwt, defaultMode: 288}}\n",
+        )
+        .unwrap();
+        let manifest = Manifest::load(&file);
+        let secrets = manifest.secrets();
+        let yaml = manifest.for_podman("p", "p", &secrets);
+        let docs = YamlLoader::load_from_str(&yaml).unwrap();
+        assert_eq!(docs.len(), 2, "{yaml}");
+        assert_eq!(docs[0]["kind"].as_str(), Some("ConfigMap"), "{yaml}");
+        assert_eq!(docs[0]["metadata"]["name"].as_str(), Some("jwt"));
+        assert_eq!(docs[0]["data"]["secret"].as_str(), Some("s3cr3t&x"));
+        let volume = &docs[1]["spec"]["volumes"][0];
+        assert!(volume["secret"].is_badvalue(), "{yaml}");
+        assert_eq!(volume["configMap"]["name"].as_str(), Some("jwt"));
+        assert_eq!(
+            volume["configMap"]["defaultMode"].as_i64(),
+            Some(288),
+            "0440, carried over"
         );
     }
 
