@@ -337,3 +337,29 @@ fn sigterm_exits_0_and_the_admin_server_answers_until_then() {
         proxy.stderr()
     );
 }
+
+#[test]
+fn tcp_mode_starts_serves_the_admin_endpoints_and_stops_on_sigterm() {
+    let mut proxy = Proxy::spawn(
+        "tcp://",
+        &["--upstream", "tcp://127.0.0.1:9", "--drain-timeout", "1s"],
+        &[],
+    );
+    wait_until(
+        "the admin server answers in TCP mode",
+        || http_get(proxy.admin, "/healthz").is_some_and(|(status, _)| status == 200),
+        || proxy.stderr(),
+    );
+    // Nothing listens on port 9: not ready.
+    assert_eq!(
+        http_get(proxy.admin, "/readyz").map(|(status, _)| status),
+        Some(503)
+    );
+    assert!(
+        proxy.stderr().contains("TCP mode: listening on 127.0.0.1:"),
+        "{}",
+        proxy.stderr()
+    );
+    proxy.sigterm();
+    assert_eq!(proxy.wait_exit().code(), Some(0), "{}", proxy.stderr());
+}
