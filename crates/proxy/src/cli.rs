@@ -180,13 +180,13 @@ pub struct Args {
     pub client_cert_auth: bool,
 
     /// The largest request head (request line and headers) accepted; larger gets 431.
-    #[arg(long, value_name = "BYTES", env = "PITCREW_PROXY_MAX_HEADER_BYTES", default_value = "16384", value_parser = parse_max_header_bytes)]
+    #[arg(long, value_name = "BYTES", env = "PITCREW_PROXY_MAX_HEADER_BYTES", default_value = "16384", allow_hyphen_values = true, value_parser = parse_max_header_bytes)]
     pub max_header_bytes: usize,
 
     /// The largest request body accepted (0: no limit; suffixes k, M, G, Ki, Mi, Gi). A
     /// larger declared body gets 413 before any upstream is contacted; a chunked body is cut
     /// when it goes over.
-    #[arg(long, value_name = "BYTES", env = "PITCREW_PROXY_MAX_BODY_BYTES", default_value = "10485760", value_parser = parse_max_body_bytes)]
+    #[arg(long, value_name = "BYTES", env = "PITCREW_PROXY_MAX_BODY_BYTES", default_value = "10485760", allow_hyphen_values = true, value_parser = parse_max_body_bytes)]
     pub max_body_bytes: u64,
 
     /// How long a client may take to send a request head (and the TLS handshake); a client
@@ -196,7 +196,7 @@ pub struct Args {
 
     /// Requests per client IP address: `RATE/s`, `RATE/m` or `RATE/h` (e.g. 100/s, 600/m);
     /// more get 429 with Retry-After. Off by default.
-    #[arg(long, value_name = "RATE", env = "PITCREW_PROXY_RATE_LIMIT", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", env = "PITCREW_PROXY_RATE_LIMIT", allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate_limit: Option<f64>,
 
     /// With --rate-limit: how many requests a client may make at once (default: the rate

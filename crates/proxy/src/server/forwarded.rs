@@ -131,7 +131,12 @@ pub fn new_request_id() -> HeaderValue {
 /// The size of a request head as HTTP/1.1 would write it: the request line and every header
 /// line. What `--max-header-bytes` limits, whatever the protocol.
 pub fn head_size(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> usize {
-    let request_line = method.as_str().len() + 1 + uri.to_string().len() + " HTTP/1.1\r\n".len();
+    // The URI's length without formatting it (this runs for every request).
+    let uri_len = uri.path_and_query().map_or(1, |path| path.as_str().len())
+        + uri.authority().map_or(0, |authority| {
+            authority.as_str().len() + uri.scheme_str().map_or(0, |scheme| scheme.len() + "://".len())
+        });
+    let request_line = method.as_str().len() + 1 + uri_len + " HTTP/1.1\r\n".len();
     let header_lines: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
@@ -263,5 +268,14 @@ mod tests {
         let uri: http::Uri = "/p?q=1".parse().unwrap();
         // "GET /p?q=1 HTTP/1.1\r\n" + "host: a\r\n" + "x-b: cd\r\n" + "\r\n"
         assert_eq!(head_size(&http::Method::GET, &uri, &map), 21 + 9 + 9 + 2);
+        for uri in ["https://a.example:8443/p?q=1", "http://a/", "*", "/"] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            let expected = 4 + uri.len() + 11 + 2;
+            assert_eq!(
+                head_size(&http::Method::GET, &parsed, &HeaderMap::new()),
+                expected,
+                "{uri}"
+            );
+        }
     }
 }

@@ -90,6 +90,7 @@ impl Handler {
             method: request.method().clone(),
             path: String::new(),
             protocol: protocol_name(request.version()),
+            version: request.version(),
             route: NO_ROUTE.into(),
             upstream: None,
             attempts: 0,
@@ -201,7 +202,7 @@ impl Handler {
         {
             self.metrics.reject("body_too_large");
             exchange.error = Some(format!("declared body of {declared} bytes"));
-            return Err(Box::new(body_too_large(max)));
+            return Err(Box::new(closing(request.version(), body_too_large(max))));
         }
 
         match normalised_path(request.method(), request.uri()) {
@@ -278,7 +279,16 @@ impl Handler {
             // the cut-off body, the client's request was refused.
             self.metrics.reject("body_too_large");
             exchange.error = Some("body over the limit".into());
-            return body_too_large(self.limits.max_body_bytes.unwrap_or_default());
+            let max = self.limits.max_body_bytes.unwrap_or_default();
+            return closing(exchange.version, body_too_large(max));
+        }
+        if stats.client_failed.load(Ordering::Relaxed) {
+            // A broken chunked body, or a client gone mid-body: its fault, not a bad gateway.
+            exchange.error = Some("the request body could not be read from the client".into());
+            return closing(
+                exchange.version,
+                text(StatusCode::BAD_REQUEST, "bad request body\n".into()),
+            );
         }
         let mut response = match forwarded {
             Ok(forwarded) => forwarded.response,
@@ -338,6 +348,7 @@ struct Exchange {
     method: Method,
     path: String,
     protocol: &'static str,
+    version: Version,
     route: String,
     upstream: Option<Arc<str>>,
     attempts: u32,
@@ -402,6 +413,17 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     response
 }
 
+/// `response` with `Connection: close` on HTTP/1: after a body that was not (or could not
+/// be) read to its end, the connection's framing is lost; the client must not wait on it.
+fn closing(version: Version, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 fn body_too_large(max: u64) -> Response<ProxyBody> {
     text(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -439,7 +461,17 @@ async fn tunnel(
 pub struct RequestBodyStats {
     bytes: AtomicU64,
     too_large: AtomicBool,
+    /// The client's body broke (bad chunked framing, the client went away): the upstream is
+    /// not to blame.
+    client_failed: AtomicBool,
 }
+
+/// The client's body failed while it was being sent upstream: what the upstream side sees as
+/// the body's error, so that it can tell (by `downcast_ref` along the error's sources) a
+/// client's fault from an upstream's and not count it against the upstream's health.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
 
 /// The client's body on its way upstream: counted, and cut with an error once it goes over
 /// `--max-body-bytes` (a chunked body whose size was not declared).
@@ -475,12 +507,15 @@ where
                     this.stats.bytes.store(this.seen, Ordering::Relaxed);
                     if this.limit.is_some_and(|limit| this.seen > limit) {
                         this.stats.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                        return Poll::Ready(Some(Err(Box::new(ClientBodyError(Box::new(BodyTooLarge))))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => {
+                this.stats.client_failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(err.into())))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
