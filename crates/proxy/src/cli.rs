@@ -209,6 +209,12 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", env = "PITCREW_PROXY_DRAIN_TIMEOUT", default_value = "25s", value_parser = pitcrew_core::duration::parse)]
     pub drain_timeout: Duration,
 
+    /// Threads that serve connections. One (the default) keeps memory smallest and carries
+    /// tens of thousands of requests a second (see BENCHMARKS.md); give more only with a CPU
+    /// limit of more than one core.
+    #[arg(long, value_name = "N", env = "PITCREW_PROXY_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
     /// Static bearer tokens: one per line, `TOKEN` or `NAME TOKEN` (# comments). Reloaded
     /// when it changes.
     #[arg(long, value_name = "FILE", env = "PITCREW_PROXY_BEARER_TOKENS_FILE")]
@@ -836,7 +842,7 @@ fn serve(args: &Args) -> Result<Outcome, ProxyError> {
     let config = args.config()?;
     let listen_addr = config.listen.addr;
     let admin_addr = args.admin_addr;
-    pitcrew_core::runtime::block_on(|shutdown| async move {
+    pitcrew_core::runtime::block_on_with_workers(usize::from(args.workers), |shutdown| async move {
         let listener = tokio::net::TcpListener::bind(listen_addr).await.map_err(|err| {
             ProxyError::Listen(format!(
                 "--listen {listen_addr}: cannot listen: {} (another container of the pod may use the port: give another)",

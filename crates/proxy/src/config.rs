@@ -116,6 +116,15 @@ pub enum Balance {
     LeastLoaded,
 }
 
+impl std::fmt::Display for Balance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastLoaded => "least-loaded",
+        })
+    }
+}
+
 /// The upstream side.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {

@@ -79,11 +79,13 @@ pub async fn run(
         let _ = admin_stopped.await;
     }));
     let outcome = match config.listen.mode {
-        ListenMode::Tcp => run_tcp(&config, listener, &state, access_log, metrics, shutdown).await,
+        ListenMode::Tcp => run_tcp(&config, listener, &state, access_log.clone(), metrics, shutdown).await,
         ListenMode::Http | ListenMode::Https => {
-            run_http(&config, listener, &state, access_log, metrics, shutdown).await
+            run_http(&config, listener, &state, access_log.clone(), metrics, shutdown).await
         }
     };
+    // The lines of the last requests are written before the process exits.
+    let _ = tokio::task::spawn_blocking(move || access_log.flush(Duration::from_secs(5))).await;
     state.set_ready(false);
     let _ = stop_admin.send(());
     let _ = admin_task.await;
@@ -104,7 +106,7 @@ async fn run_tcp(
     let ready = Arc::clone(&upstreams);
     spawn_readiness(state.clone(), move || ready.is_ready(), shutdown.clone());
     tracing::info!(
-        "TCP mode: listening on {}, {} upstream(s), {:?} balancing",
+        "TCP mode: listening on {}, {} upstream(s), {} balancing",
         config.listen.addr,
         config.upstream.targets.len(),
         config.upstream.balance
@@ -153,7 +155,7 @@ async fn run_http(
 
     let scheme = if server_tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "listening on {scheme}://{}, {} upstream(s), {:?} balancing, auth {}",
+        "listening on {scheme}://{}, {} upstream(s), {} balancing, auth {}",
         config.listen.addr,
         config.upstream.targets.len(),
         config.upstream.balance,
