@@ -38,11 +38,13 @@ pub const MAX_RATE_PER_SECOND: f64 = 1e9;
 
 const EXAMPLES: &str = r#"Examples:
   pitcrew-proxy --listen :8090 --upstream http://localhost:8080 --auth-service http://auth:8080
-  pitcrew-proxy --upstream http://localhost:8080 --jwks-url https://idp.example/.well-known/jwks.json \
+  pitcrew-proxy --upstream http://localhost:8080 \
+                --jwks-url https://idp.example/.well-known/jwks.json \
                 --jwt-issuer https://idp.example --jwt-audience my-app --public-path /healthz
   pitcrew-proxy --listen https://:8443 --tls-cert /tls/tls.crt --tls-key /tls/tls.key \
                 --upstream http://localhost:8080 --bearer-tokens-file /secrets/tokens
-  pitcrew-proxy --listen tcp://127.0.0.1:6379 --upstream tcp://redis-a:6379 --upstream tcp://redis-b:6379
+  pitcrew-proxy --listen tcp://127.0.0.1:6379 \
+                --upstream tcp://redis-a:6379 --upstream tcp://redis-b:6379
 
 In a pod spec, the auth proxy in front of the app (the Service targets 8090), as a native sidecar:
   spec:
