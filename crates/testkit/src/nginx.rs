@@ -82,7 +82,18 @@ impl NginxPeer {
     /// When nginx is installed but does not start (the message has its logs), or is missing
     /// on CI.
     pub fn start() -> Option<NginxPeer> {
-        NginxPeer::start_as(false)
+        NginxPeer::start_as(false, None)
+    }
+
+    /// Like [`NginxPeer::start`], with `server_config` (directives and locations, e.g.
+    /// `keepalive_timeout 1s; location = /host { return 200 $http_host; }`) inside the `server`
+    /// block from the start, as a file in [`NginxPeer::conf_dir`].
+    ///
+    /// # Panics
+    ///
+    /// As [`NginxPeer::start`], and when nginx refuses the configuration.
+    pub fn start_with_config(server_config: &str) -> Option<NginxPeer> {
+        NginxPeer::start_as(false, Some(server_config))
     }
 
     /// Like [`NginxPeer::start`], but with a master process and one worker, as nginx runs in
@@ -93,10 +104,10 @@ impl NginxPeer {
     ///
     /// As [`NginxPeer::start`].
     pub fn start_with_master_process() -> Option<NginxPeer> {
-        NginxPeer::start_as(true)
+        NginxPeer::start_as(true, None)
     }
 
-    fn start_as(master: bool) -> Option<NginxPeer> {
+    fn start_as(master: bool, server_config: Option<&str>) -> Option<NginxPeer> {
         let nginx = require_binary("nginx", &["/usr/sbin/nginx"])?;
         let dir = tempfile::Builder::new()
             .prefix("pitcrew-nginx-")
@@ -106,6 +117,9 @@ impl NginxPeer {
         write_big_json(dir.path());
         fs::create_dir_all(dir.path().join("files")).expect("create files/");
         fs::create_dir_all(dir.path().join("conf.d")).expect("create conf.d/");
+        if let Some(server_config) = server_config {
+            fs::write(dir.path().join("conf.d/test.conf"), server_config).expect("write conf.d/test.conf");
+        }
         // `free_port` releases the port before nginx binds it, so another test may take it in
         // between; nginx then exits with "Address already in use" and we try fresh ports.
         let mut last_log = String::new();

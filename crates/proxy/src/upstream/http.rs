@@ -58,6 +58,7 @@ use crate::{ProxyBody, ProxyError};
 pub const MAX_IDLE_PER_UPSTREAM: usize = 512;
 
 /// A response from an upstream, and who gave it.
+#[derive(Debug)]
 pub struct Forwarded {
     /// The upstream's response (its body streams from the upstream). HTTP/1.1, with the
     /// upstream's own hop-by-hop headers still in it.
