@@ -865,3 +865,32 @@ async fn a_canned_upstream_sees_every_request_once() {
     }
     assert_eq!(seen.load(Ordering::SeqCst), 20);
 }
+
+#[tokio::test]
+async fn an_upstream_closing_its_connection_does_not_pass_connection_close_on() {
+    let (port, seen) = raw_upstream(|mut stream, seen| async move {
+        if read_request(&mut stream).await.is_some() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: a\r\nKeep-Alive: timeout=1\r\n\
+                      X-End-To-End: b\r\nContent-Length: 2\r\n\r\nok",
+                )
+                .await;
+        }
+    })
+    .await;
+    let (upstreams, metrics) = build(&config(vec![http(port)]));
+    for _ in 0..3 {
+        let forwarded = upstreams.send(get("/")).await.expect("answered");
+        assert_eq!(forwarded.attempts, 1);
+        let headers = forwarded.response.headers();
+        for gone in ["connection", "x-hop", "keep-alive"] {
+            assert!(!headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(headers["x-end-to-end"], "b");
+        assert_eq!(text(forwarded).await.1, "ok");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(results(&metrics, &format!("http://127.0.0.1:{port}"), "error"), 0);
+}
