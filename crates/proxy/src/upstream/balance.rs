@@ -134,16 +134,22 @@ impl MemberMetrics {
                 })
                 .clone()
         };
+        // One statement per lookup: a family's guard lives to the end of its statement, and
+        // a second lookup in the same family within it would deadlock.
+        let healthy = metrics.upstream_healthy.get_or_create(&label).clone();
+        let in_flight = metrics.upstream_in_flight.get_or_create(&label).clone();
+        let retries = metrics.retries.get_or_create(&label).clone();
+        let results = [
+            result(Outcome::Ok),
+            result(Outcome::ConnectError),
+            result(Outcome::Timeout),
+            result(Outcome::Error),
+        ];
         MemberMetrics {
-            healthy: metrics.upstream_healthy.get_or_create(&label).clone(),
-            in_flight: metrics.upstream_in_flight.get_or_create(&label).clone(),
-            results: [
-                result(Outcome::Ok),
-                result(Outcome::ConnectError),
-                result(Outcome::Timeout),
-                result(Outcome::Error),
-            ],
-            retries: metrics.retries.get_or_create(&label).clone(),
+            healthy,
+            in_flight,
+            results,
+            retries,
         }
     }
 }

@@ -58,9 +58,11 @@ use crate::{ProxyBody, ProxyError};
 pub const MAX_IDLE_PER_UPSTREAM: usize = 512;
 
 /// A response from an upstream, and who gave it.
+#[derive(Debug)]
 pub struct Forwarded {
-    /// The upstream's response (its body streams from the upstream). HTTP/1.1, with the
-    /// upstream's own hop-by-hop headers still in it.
+    /// The upstream's response (its body streams from the upstream). HTTP/1.1; its hop-by-hop
+    /// headers (`Connection` and those it names, `Keep-Alive`, …) are removed, so that an
+    /// upstream closing its own connection does not close the client's; a 101 keeps them.
     pub response: Response<Incoming>,
     /// The upstream's display name.
     pub upstream: Arc<str>,
@@ -205,8 +207,11 @@ impl HttpUpstreams {
             let host = client_host.as_ref().unwrap_or(&member.upstream.host);
             request.headers_mut().insert(HOST, host.clone());
             let failure = match self.attempt(&member.upstream, request, upgrade).await {
-                Ok(response) => {
+                Ok(mut response) => {
                     pick.report(Outcome::Ok, "");
+                    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                        strip_response_hop_by_hop(response.headers_mut());
+                    }
                     return Ok(Forwarded {
                         response,
                         upstream: Arc::clone(&member.name),
@@ -527,6 +532,30 @@ fn prepare(request: &mut Request<ProxyBody>, upgrade: bool) {
     }
 }
 
+/// Removes the response's hop-by-hop headers: the fixed set and those its `Connection` names
+/// (the upstream is the one naming them here, so honouring the list is safe).
+/// `Transfer-Encoding` stays: hyper frames the body by it.
+fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(CONNECTION) {
+        let named: Vec<http::HeaderName> = connection
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| *name != TRANSFER_ENCODING && *name != CONTENT_LENGTH)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in [CONNECTION, TE, TRAILER, UPGRADE] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+}
+
 /// Idempotent, and certainly without a body: the headers say none and the body agrees (a
 /// body that cannot tell is treated as having one).
 fn is_replayable(request: &Request<ProxyBody>) -> bool {
@@ -663,6 +692,25 @@ mod tests {
         let h2 = request(Method::GET, "https://app.example/x", &[], None);
         assert_eq!(client_host(&h2).unwrap(), "app.example");
         assert!(client_host(&request(Method::GET, "/", &[], None)).is_none());
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close, x-internal, content-length"),
+            ("keep-alive", "timeout=5"),
+            ("x-internal", "1"),
+            ("content-length", "12"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "yes"),
+        ] {
+            headers.append(http::HeaderName::from_static(name), value.parse().unwrap());
+        }
+        strip_response_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "transfer-encoding", "x-kept"]);
     }
 
     #[test]

@@ -131,15 +131,19 @@ pub async fn serve_tcp(
     metrics: ProxyMetrics,
     mut shutdown: Shutdown,
 ) -> Result<(), ProxyError> {
+    // One statement each: the family's read guard lives to the end of its statement, and a
+    // second `get_or_create` (a write) in the same one would wait for it forever.
+    let up = metrics
+        .tcp_bytes
+        .get_or_create(&DirectionLabel { direction: "up" })
+        .clone();
+    let down = metrics
+        .tcp_bytes
+        .get_or_create(&DirectionLabel { direction: "down" })
+        .clone();
     let counters = TcpMetrics {
-        up: metrics
-            .tcp_bytes
-            .get_or_create(&DirectionLabel { direction: "up" })
-            .clone(),
-        down: metrics
-            .tcp_bytes
-            .get_or_create(&DirectionLabel { direction: "down" })
-            .clone(),
+        up,
+        down,
         active: metrics.connections_active.clone(),
     };
     let (close_all, closing) = watch::channel(false);
