@@ -431,24 +431,15 @@ fn body_too_large(max: u64) -> Response<ProxyBody> {
     )
 }
 
-/// Joins the client's and the upstream's upgraded connections and copies both ways until
-/// either side closes.
+/// Runs the upgraded connection (the upstream side's [`crate::upstream::tunnel`]) and logs how
+/// it ended.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     request_id: HeaderValue,
 ) {
     let id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(err) => {
-            tracing::debug!(request_id = %id, "upgrade failed: {err}");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    match crate::upstream::tunnel(client, upstream).await {
         Ok((up, down)) => {
             tracing::debug!(request_id = %id, "upgraded connection closed: {up} bytes up, {down} down");
         }

@@ -113,6 +113,23 @@ struct Failure {
     reason: String,
     /// The request, when it never reached the upstream.
     returned: Option<Request<ProxyBody>>,
+    /// The client's body broke (cut, over `--max-body-bytes`): not the upstream's fault, so
+    /// neither a passive-health failure nor a reason to retry (a few bad clients must not
+    /// eject every upstream).
+    client_fault: bool,
+}
+
+/// Whether `err` comes from the client's request body (the listener side marks those errors
+/// with [`crate::server::handler::ClientBodyError`]).
+fn caused_by_client(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(layer) = source {
+        if layer.is::<crate::server::handler::ClientBodyError>() {
+            return true;
+        }
+        source = layer.source();
+    }
+    false
 }
 
 impl HttpUpstreams {
@@ -220,6 +237,14 @@ impl HttpUpstreams {
                 }
                 Err(failure) => failure,
             };
+            if failure.client_fault {
+                pick.report(Outcome::Ok, "");
+                return Err(UpstreamError::Failed {
+                    upstream: Arc::clone(&member.name),
+                    attempts,
+                    reason: failure.reason,
+                });
+            }
             pick.report(failure.outcome, &failure.reason);
             let upstream = Arc::clone(&member.name);
             tracing::debug!("attempt {attempts}: {upstream}: {}", failure.reason);
@@ -272,6 +297,7 @@ impl HttpUpstreams {
                             outcome: Outcome::ConnectError,
                             reason,
                             returned: Some(request),
+                            client_fault: false,
                         });
                     }
                 },
@@ -291,11 +317,20 @@ impl HttpUpstreams {
                         outcome: Outcome::Timeout,
                         reason: format!("no response within {:?}", self.request_timeout),
                         returned: None,
+                        client_fault: false,
                     });
                 }
                 Ok(Err(mut err)) => {
                     let returned = err.take_message();
                     let reason = describe_hyper(err.error());
+                    if caused_by_client(err.error()) {
+                        return Err(Failure {
+                            outcome: Outcome::Error,
+                            reason,
+                            returned: None,
+                            client_fault: true,
+                        });
+                    }
                     match returned {
                         Some(back) if from_pool => {
                             tracing::debug!(
@@ -308,6 +343,7 @@ impl HttpUpstreams {
                                 outcome: Outcome::Error,
                                 reason,
                                 returned,
+                                client_fault: false,
                             });
                         }
                     }
