@@ -5,8 +5,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-#[cfg(test)]
-use std::sync::{Arc, Mutex};
 
 use crate::config::AccessLogTarget;
 
@@ -72,7 +70,16 @@ pub struct TcpEntry<'a> {
 /// queued so far is written; the proxy calls it before it exits.
 #[derive(Clone)]
 pub struct AccessLog {
-    queue: Option<std::sync::mpsc::SyncSender<Message>>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Off,
+    /// Lines go to the writer thread.
+    Queue(std::sync::mpsc::SyncSender<Message>),
+    /// Lines are written by the caller, under a lock (tests read them at once).
+    Direct(std::sync::Arc<std::sync::Mutex<Box<dyn std::io::Write + Send>>>),
 }
 
 enum Message {
@@ -96,14 +103,22 @@ impl AccessLog {
     /// The log for `--access-log`.
     pub fn new(target: AccessLogTarget) -> AccessLog {
         match target {
-            AccessLogTarget::Stdout => AccessLog::to_writer(Box::new(std::io::stdout())),
-            AccessLogTarget::Stderr => AccessLog::to_writer(Box::new(std::io::stderr())),
-            AccessLogTarget::Off => AccessLog { queue: None },
+            AccessLogTarget::Stdout => AccessLog::batched(Box::new(std::io::stdout())),
+            AccessLogTarget::Stderr => AccessLog::batched(Box::new(std::io::stderr())),
+            AccessLogTarget::Off => AccessLog { sink: Sink::Off },
         }
     }
 
-    /// A log writing into `writer` (tests, and the targets above).
-    pub fn to_writer(mut writer: Box<dyn std::io::Write + Send>) -> AccessLog {
+    /// A log writing each line into `writer` as it comes, from the caller's thread (tests: a
+    /// line is there as soon as the request is answered).
+    pub fn to_writer(writer: Box<dyn std::io::Write + Send>) -> AccessLog {
+        AccessLog {
+            sink: Sink::Direct(std::sync::Arc::new(std::sync::Mutex::new(writer))),
+        }
+    }
+
+    /// A log whose lines a thread of its own writes into `writer`, in batches.
+    pub fn batched(mut writer: Box<dyn std::io::Write + Send>) -> AccessLog {
         let (queue, lines) = std::sync::mpsc::sync_channel::<Message>(QUEUE_LINES);
         let spawned = std::thread::Builder::new()
             .name("access-log".to_owned())
@@ -132,23 +147,25 @@ impl AccessLog {
                 }
             });
         match spawned {
-            Ok(_) => AccessLog { queue: Some(queue) },
+            Ok(_) => AccessLog {
+                sink: Sink::Queue(queue),
+            },
             Err(err) => {
                 tracing::warn!("no access log: cannot start its writer thread: {err}");
-                AccessLog { queue: None }
+                AccessLog { sink: Sink::Off }
             }
         }
     }
 
     /// Whether lines are written at all (callers skip building entries when not).
     pub fn is_on(&self) -> bool {
-        self.queue.is_some()
+        !matches!(self.sink, Sink::Off)
     }
 
     /// Waits (blocking, at most `deadline`) until every line queued before the call is
     /// written.
     pub fn flush(&self, deadline: std::time::Duration) {
-        let Some(queue) = &self.queue else { return };
+        let Sink::Queue(queue) = &self.sink else { return };
         let (ack, done) = std::sync::mpsc::channel();
         if queue.send(Message::Flush(ack)).is_ok() {
             let _ = done.recv_timeout(deadline);
@@ -157,7 +174,7 @@ impl AccessLog {
 
     /// Logs one HTTP request.
     pub fn http(&self, entry: &HttpEntry<'_>) {
-        if self.queue.is_none() {
+        if !self.is_on() {
             return;
         }
         let mut line = Vec::with_capacity(384);
@@ -184,7 +201,7 @@ impl AccessLog {
 
     /// Logs one TCP-mode connection.
     pub fn tcp(&self, entry: &TcpEntry<'_>) {
-        if self.queue.is_none() {
+        if !self.is_on() {
             return;
         }
         let mut line = Vec::with_capacity(256);
@@ -203,8 +220,16 @@ impl AccessLog {
     }
 
     fn send(&self, line: Vec<u8>) {
-        if let Some(queue) = &self.queue {
-            let _ = queue.send(Message::Line(line));
+        match &self.sink {
+            Sink::Off => {}
+            Sink::Queue(queue) => {
+                let _ = queue.send(Message::Line(line));
+            }
+            Sink::Direct(writer) => {
+                if let Ok(mut writer) = writer.lock() {
+                    let _ = writer.write_all(&line);
+                }
+            }
         }
     }
 }
@@ -259,6 +284,8 @@ fn field_name(line: &mut Vec<u8>, name: &str) {
 mod tests {
     use super::*;
 
+    use std::sync::{Arc, Mutex};
+
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
 
@@ -275,7 +302,7 @@ mod tests {
     #[test]
     fn lines_are_valid_json_with_odd_characters_escaped_and_flush_waits_for_them() {
         let out = Shared::default();
-        let log = AccessLog::to_writer(Box::new(out.clone()));
+        let log = AccessLog::batched(Box::new(out.clone()));
         for index in 0..1000_u64 {
             log.http(&HttpEntry {
                 request_id: "id\"\n\u{1}",
