@@ -1,10 +1,13 @@
-//! Opening connections to an upstream: name resolution, the connect timeout (covering the TLS
+//! Opening connections to an upstream: name resolution (cached, refreshed in the background,
+//! the last addresses kept while the resolver fails), the connect timeout (covering the TLS
 //! handshake too: to the client both are "could not reach the upstream"), TCP_NODELAY (a proxy
 //! forwards small writes as they come; Nagle would hold them back), and TLS with SNI.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,21 +46,120 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// How long a name's addresses are used before they are looked up again. The new lookup runs
+/// in the background while connections go on to the addresses known: a resolver that stalls
+/// (podman's aardvark-dns did, for seconds, each time a pod left the network) must not make
+/// every connect time out and eject healthy upstreams.
+const RESOLVE_REFRESH: Duration = Duration::from_secs(5);
+
+/// The longest a background lookup may take before it is given up (the old addresses stay).
+const RESOLVE_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// The addresses last resolved for a name and port.
+struct Resolved {
+    addresses: Arc<[SocketAddr]>,
+    at: tokio::time::Instant,
+    refreshing: bool,
+}
+
+type ResolvedKey = (String, u16);
+
+/// Resolved names of every upstream, shared by the HTTP and TCP sides (a handful of entries:
+/// one per `--upstream`).
+static RESOLVED: LazyLock<Mutex<HashMap<ResolvedKey, Resolved>>> = LazyLock::new(Mutex::default);
+
+/// The addresses to connect to for `target`: an IP literal as it is; a name from the last
+/// lookup (looked up again in the background once it is older than [`RESOLVE_REFRESH`]), or,
+/// the first time, looked up now.
+async fn addresses(target: &UpstreamTarget) -> Result<Arc<[SocketAddr]>, ConnectError> {
+    if let Ok(ip) = target.host.parse::<IpAddr>() {
+        return Ok(Arc::from([SocketAddr::new(ip, target.port)]));
+    }
+    let key = (target.host.clone(), target.port);
+    {
+        let mut resolved = RESOLVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(entry) = resolved.get_mut(&key) {
+            if entry.at.elapsed() >= RESOLVE_REFRESH && !entry.refreshing {
+                entry.refreshing = true;
+                tokio::spawn(refresh(key.clone()));
+            }
+            return Ok(Arc::clone(&entry.addresses));
+        }
+    }
+    let addresses = lookup(&key).await?;
+    remember(key, Some(Arc::clone(&addresses)));
+    Ok(addresses)
+}
+
+/// Looks `key` up again; a failure keeps the addresses known (and is tried again after
+/// another [`RESOLVE_REFRESH`]).
+async fn refresh(key: ResolvedKey) {
+    let found = match tokio::time::timeout(RESOLVE_GIVE_UP, lookup(&key)).await {
+        Ok(Ok(addresses)) => Some(addresses),
+        Ok(Err(err)) => {
+            tracing::debug!("{err}; still using the addresses found before");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                "looking up {} again took over {RESOLVE_GIVE_UP:?}; still using the addresses found before",
+                key.0
+            );
+            None
+        }
+    };
+    remember(key, found);
+}
+
+/// Stores a lookup's result (`None`: keep the old addresses, and their age restarts).
+fn remember(key: ResolvedKey, found: Option<Arc<[SocketAddr]>>) {
+    let mut resolved = RESOLVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = tokio::time::Instant::now();
+    match (resolved.get_mut(&key), found) {
+        (Some(entry), found) => {
+            if let Some(addresses) = found {
+                entry.addresses = addresses;
+            }
+            entry.at = now;
+            entry.refreshing = false;
+        }
+        (None, Some(addresses)) => {
+            resolved.insert(
+                key,
+                Resolved {
+                    addresses,
+                    at: now,
+                    refreshing: false,
+                },
+            );
+        }
+        (None, None) => {}
+    }
+}
+
+async fn lookup((host, port): &ResolvedKey) -> Result<Arc<[SocketAddr]>, ConnectError> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+        .await
+        .map_err(|err| {
+            ConnectError(format!(
+                "cannot resolve {host}: {}",
+                pitcrew_core::io_error::describe(&err)
+            ))
+        })?
+        .collect();
+    if addresses.is_empty() {
+        return Err(ConnectError(format!("{host} resolves to no address")));
+    }
+    Ok(Arc::from(addresses))
+}
+
 /// A TCP connection to `target`, trying each address the name resolves to in turn, all within
-/// `timeout`.
+/// `timeout` (the first lookup of a name included).
 pub(crate) async fn tcp(target: &UpstreamTarget, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let attempt = async {
-        let addresses = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|err| {
-                ConnectError(format!(
-                    "cannot resolve {}: {}",
-                    target.host,
-                    pitcrew_core::io_error::describe(&err)
-                ))
-            })?;
+        let addresses = addresses(target).await?;
         let mut last = None;
-        for address in addresses {
+        for address in addresses.iter() {
             match TcpStream::connect(address).await {
                 Ok(stream) => {
                     // Best effort: a socket that refuses the option still works.
@@ -194,5 +296,44 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.0.starts_with("cannot resolve no-such-host.invalid"), "{err}");
+    }
+
+    /// Regression: each connect looked the name up again, so a resolver stalling for seconds
+    /// (aardvark-dns when a pod left the podman network) timed out connects to a healthy
+    /// upstream and ejected it. Addresses found once are used while a lookup fails.
+    #[tokio::test]
+    async fn addresses_found_before_are_used_while_the_name_no_longer_resolves() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let host = "pitcrew-test-gone-from-dns.invalid";
+        remember((host.to_owned(), address.port()), Some(Arc::from([address])));
+        // Old enough to be looked up again: the lookup fails, the connect must not.
+        RESOLVED
+            .lock()
+            .unwrap()
+            .get_mut(&(host.to_owned(), address.port()))
+            .unwrap()
+            .at -= RESOLVE_REFRESH * 2;
+        for _ in 0..3 {
+            let stream = tcp(&target(host, address.port()), Duration::from_secs(30)).await;
+            assert!(stream.is_ok(), "{stream:?}");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let refreshing = RESOLVED.lock().unwrap()[&(host.to_owned(), address.port())].refreshing;
+            if !refreshing {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the lookup never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kept = RESOLVED.lock().unwrap()[&(host.to_owned(), address.port())]
+            .addresses
+            .to_vec();
+        assert_eq!(
+            kept,
+            vec![address],
+            "the failed lookup must keep the old addresses"
+        );
     }
 }
