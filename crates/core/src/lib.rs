@@ -17,9 +17,12 @@
 //! | `files`    | [`files`]    | atomic, idempotent writes with mode and owner; ConfigMap-style tree listing |
 //! | `tls`      | [`tls`]      | rustls client set-up: CA bundle, `--ca-file`, `--insecure`, proxies, TLS error lines |
 //! | `s3`       | [`s3`]       | AWS environment and web identity, presigned SigV4 GET/PUT, S3 errors without secrets |
+//! | `der`      | [`der`]      | an X.509 certificate's dates, common names and subjectAltNames (what webpki does not expose) |
 //! | `yaml`     | [`yaml`]     | YAML into serde_json values: bounded, duplicate keys found, positions; `parse_one` for status files |
 
 pub mod calendar;
+#[cfg(feature = "der")]
+pub mod der;
 pub mod duration;
 pub mod exit;
 pub mod io_error;

@@ -18,7 +18,6 @@
 //! half-done, and re-running it is always safe.
 
 pub mod cli;
-mod der;
 pub mod env;
 mod error;
 pub mod formats;

@@ -17,8 +17,8 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::der::{self, CertificateInfo};
 use crate::problem::{Check, Kind, Problem, Report};
+use pitcrew_core::der::{self, CertificateInfo};
 
 /// `--min-validity`: the duration and the text it was given as, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

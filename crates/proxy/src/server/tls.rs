@@ -415,158 +415,16 @@ const MAX_IDENTITY_LEN: usize = 256;
 /// subject alternative name. `None` when it names neither in a form fit for a header (visible
 /// characters and spaces, at most 256 bytes).
 pub fn client_identity(certificate: &[u8]) -> Option<ClientCertIdentity> {
-    let names = der::certificate_names(certificate)?;
-    names
-        .common_name
+    let info = pitcrew_core::der::certificate(certificate)?;
+    info.subject
         .into_iter()
-        .chain(names.dns_names)
+        .chain(info.dns_names)
         .find(|name| {
             !name.is_empty()
                 && name.len() <= MAX_IDENTITY_LEN
                 && name.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
         })
         .map(|name| ClientCertIdentity { name })
-}
-
-/// Just enough DER to read a certificate's subject common name and DNS alternative names
-/// (rustls verifies certificates but does not expose their names; a whole X.509 crate for
-/// two fields would be most of the TLS code again).
-mod der {
-    /// The names a certificate gives.
-    #[derive(Debug, Default)]
-    pub struct Names {
-        pub common_name: Option<String>,
-        pub dns_names: Vec<String>,
-    }
-
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID: u8 = 0x06;
-    const OCTET_STRING: u8 = 0x04;
-    const EXPLICIT_VERSION: u8 = 0xa0;
-    const EXPLICIT_EXTENSIONS: u8 = 0xa3;
-    const DNS_NAME: u8 = 0x82;
-    /// 2.5.4.3, id-at-commonName.
-    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-    /// 2.5.29.17, id-ce-subjectAltName.
-    const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
-
-    /// One tag-length-value from the front of `input`, and what follows it.
-    fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (length, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let count = usize::from(first & 0x7f);
-            if count == 0 || count > 4 || rest.len() < count {
-                return None;
-            }
-            let length = rest[..count]
-                .iter()
-                .fold(0usize, |length, &byte| (length << 8) | usize::from(byte));
-            (length, &rest[count..])
-        };
-        if rest.len() < length {
-            return None;
-        }
-        Some((tag, &rest[..length], &rest[length..]))
-    }
-
-    /// The contents of a `tag` element at the front of `input`, and what follows.
-    fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (found, value, rest) = next(input)?;
-        (found == tag).then_some((value, rest))
-    }
-
-    pub fn certificate_names(certificate: &[u8]) -> Option<Names> {
-        let (certificate, _) = expect(certificate, SEQUENCE)?;
-        let (tbs, _) = expect(certificate, SEQUENCE)?;
-        let mut rest = tbs;
-        if rest.first() == Some(&EXPLICIT_VERSION) {
-            rest = next(rest)?.2;
-        }
-        // serialNumber, signature, issuer, validity.
-        for _ in 0..4 {
-            rest = next(rest)?.2;
-        }
-        let (subject, mut rest) = expect(rest, SEQUENCE)?;
-        let mut names = Names {
-            common_name: common_name(subject),
-            dns_names: Vec::new(),
-        };
-        rest = next(rest)?.2; // subjectPublicKeyInfo
-        while let Some((tag, value, after)) = next(rest) {
-            if tag == EXPLICIT_EXTENSIONS {
-                names.dns_names = dns_names(value).unwrap_or_default();
-            }
-            rest = after;
-        }
-        Some(names)
-    }
-
-    /// The first commonName of a Name (a SEQUENCE of SETs of attribute type and value).
-    fn common_name(mut name: &[u8]) -> Option<String> {
-        while let Some((set, after)) = expect(name, SET) {
-            let mut attributes = set;
-            while let Some((attribute, more)) = expect(attributes, SEQUENCE) {
-                if let Some((oid, value)) = expect(attribute, OID)
-                    && oid == COMMON_NAME
-                {
-                    let (tag, text, _) = next(value)?;
-                    return string(tag, text);
-                }
-                attributes = more;
-            }
-            name = after;
-        }
-        None
-    }
-
-    /// A directory string: UTF8String, PrintableString, IA5String, TeletexString (taken as
-    /// Latin-1) or BMPString (UTF-16).
-    fn string(tag: u8, bytes: &[u8]) -> Option<String> {
-        match tag {
-            0x0c | 0x13 | 0x16 => std::str::from_utf8(bytes).ok().map(str::to_owned),
-            0x14 => Some(bytes.iter().map(|&b| char::from(b)).collect()),
-            0x1e => {
-                let units: Vec<u16> = bytes
-                    .chunks_exact(2)
-                    .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-                    .collect();
-                String::from_utf16(&units).ok()
-            }
-            _ => None,
-        }
-    }
-
-    /// The dNSNames of the subjectAltName extension in `[3] Extensions`.
-    fn dns_names(explicit: &[u8]) -> Option<Vec<String>> {
-        let (mut extensions, _) = expect(explicit, SEQUENCE)?;
-        while let Some((extension, after)) = expect(extensions, SEQUENCE) {
-            let (oid, mut rest) = expect(extension, OID)?;
-            if oid == SUBJECT_ALT_NAME {
-                // An optional `critical` BOOLEAN comes before the OCTET STRING.
-                if rest.first() == Some(&0x01) {
-                    rest = next(rest)?.2;
-                }
-                let (octets, _) = expect(rest, OCTET_STRING)?;
-                let (mut general_names, _) = expect(octets, SEQUENCE)?;
-                let mut found = Vec::new();
-                while let Some((tag, value, more)) = next(general_names) {
-                    if tag == DNS_NAME
-                        && let Ok(name) = std::str::from_utf8(value)
-                    {
-                        found.push(name.to_owned());
-                    }
-                    general_names = more;
-                }
-                return Some(found);
-            }
-            extensions = after;
-        }
-        Some(Vec::new())
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The few fields of an X.509 certificate that webpki does not expose: the validity dates,
-//! the subject's and issuer's common names, and the names in subjectAltName (for messages).
+//! the subject's and issuer's common names, and the names in subjectAltName (pitcrew-validate's
+//! messages; pitcrew-proxy's identity of a verified client certificate).
 //!
 //! A certificate parser crate (x509-parser with nom, asn1-rs, der-parser, oid-registry)
 //! would add several hundred kilobytes to a static binary for these five fields; webpki,
@@ -189,12 +190,7 @@ fn time(element: &Element<'_>) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    Some(
-        pitcrew_core::calendar::days_from_civil(year, month, day) * 86_400
-            + hour * 3600
-            + minute * 60
-            + second,
-    )
+    Some(crate::calendar::days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 /// The date of a day count since the epoch: (year, month, day).
@@ -239,7 +235,7 @@ mod tests {
         assert_eq!(rfc3339(-86_400), "1969-12-31T00:00:00Z");
         for days in [-800_000, -1, 0, 59, 365, 11_016, 20_000, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
-            assert_eq!(pitcrew_core::calendar::days_from_civil(y, m, d), days);
+            assert_eq!(crate::calendar::days_from_civil(y, m, d), days);
         }
     }
 
