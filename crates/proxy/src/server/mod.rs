@@ -85,7 +85,7 @@ pub async fn run(
         }
     };
     // The lines of the last requests are written before the process exits.
-    let _ = tokio::task::spawn_blocking(move || access_log.flush(Duration::from_secs(5))).await;
+    let _ = tokio::task::spawn_blocking(move || access_log.flush()).await;
     state.set_ready(false);
     let _ = stop_admin.send(());
     let _ = admin_task.await;
