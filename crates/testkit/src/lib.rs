@@ -68,11 +68,23 @@ pub fn free_udp_port() -> u16 {
         .expect("cannot bind UDP 127.0.0.1:0 to find a free port")
 }
 
+/// Whether a server accepts TCP connections on `address` (a loopback address).
+///
+/// A connect to a loopback port nobody listens on can still succeed: when the kernel picks
+/// that same port as the connection's own ephemeral source port, the socket connects to
+/// itself (TCP simultaneous open). [`free_port`]s come from the same ephemeral range, so a
+/// server still starting on one could be taken for up (a moto S3 test then saw "connection
+/// refused" on its first request). Such a self-connection is not counted.
+pub fn accepts(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_secs(1))
+        .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
+}
+
 /// Waits up to `deadline` until `address` accepts TCP connections. Panics with `what` if not.
 pub fn wait_for_port(address: SocketAddr, deadline: Duration, what: &str) {
     let start = Instant::now();
     while start.elapsed() < deadline {
-        if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+        if accepts(address) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -302,7 +302,7 @@ impl Peer {
                     );
                     break;
                 }
-                if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+                if crate::accepts(address) {
                     return Peer {
                         what,
                         child,

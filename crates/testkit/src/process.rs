@@ -5,7 +5,7 @@
 //! a peer that does not come up is a broken test environment, and the log is what one needs
 //! to see to fix it.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -135,7 +135,7 @@ impl ServerProcess {
 
     /// Waits until `address` accepts TCP connections (see [`ServerProcess::wait_until`]).
     pub fn wait_for_port(&mut self, address: SocketAddr) {
-        self.wait_until(|| TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok());
+        self.wait_until(|| crate::accepts(address));
     }
 }
 
