@@ -59,7 +59,7 @@ impl PrometheusPeer {
 
     /// Starts Prometheus with `yaml` as its config, written to `prometheus.yml` in its own
     /// temporary directory (see [`scrape_config`] for a config that scrapes targets).
-    pub fn start_with_conf(yaml: &str) -> Option<PrometheusPeer> {
+    pub fn start_with_config(yaml: &str) -> Option<PrometheusPeer> {
         let binary = crate::require_binary("prometheus", &["/usr/bin/prometheus"])?;
         let dir = tempfile::Builder::new()
             .prefix("pitcrew-prometheus-")
@@ -73,7 +73,7 @@ impl PrometheusPeer {
     /// Starts Prometheus scraping each `(job, url)` of `targets` every [`SCRAPE_INTERVAL`]
     /// (see [`scrape_config`]).
     pub fn scraping(targets: &[(&str, &str)]) -> Option<PrometheusPeer> {
-        PrometheusPeer::start_with_conf(&scrape_config(targets))
+        PrometheusPeer::start_with_config(&scrape_config(targets))
     }
 
     /// `http://127.0.0.1:PORT{path}`, e.g. `url("/-/reload")` for a reload webhook.
@@ -479,7 +479,7 @@ mod tests {
             return;
         }
         let started = std::panic::catch_unwind(|| {
-            PrometheusPeer::start_with_conf("scrape_configs: {not: a list}\n").map(|_| ())
+            PrometheusPeer::start_with_config("scrape_configs: {not: a list}\n").map(|_| ())
         });
         let panic = started.expect_err("Prometheus started with an invalid config");
         let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
