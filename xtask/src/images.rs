@@ -82,13 +82,6 @@ pub struct Request {
     pub only: Option<Vec<String>>,
     /// Push to the registry and assemble the multi-platform manifest lists there.
     pub push: bool,
-    /// Link with thin LTO and 16 codegen units instead of the release profile's fat LTO and
-    /// one unit: the same code and dependencies, binaries a few percent larger, built in
-    /// about half the CPU time. `cargo xtask test` uses it for the images it tests (the whole
-    /// test command must stay near 20 minutes on 2 cores, and each tool's fat-LTO link took
-    /// one to two minutes); released images, `cargo xtask images`, the demo and the benchmarks
-    /// keep the release profile.
-    pub quick_link: bool,
 }
 
 impl Request {
@@ -100,7 +93,6 @@ impl Request {
             platforms: vec![platform::AMD64],
             only: None,
             push: false,
-            quick_link: false,
         }
     }
 
@@ -303,19 +295,9 @@ fn stage_binary(tool: &Tool, platform: Platform, to: &Path) -> Result {
 /// Builds the release musl binaries of `tools` for `platforms`, in one cargo call: shared
 /// dependencies and build scripts build once, every platform's fat-LTO links run side by side.
 pub fn build_binaries(tools: &[Tool], platforms: &[Platform]) -> Result {
-    build_binaries_linked(tools, platforms, false)
-}
-
-/// [`build_binaries`], with thin LTO when `quick_link` (see [`Request::quick_link`]).
-fn build_binaries_linked(tools: &[Tool], platforms: &[Platform], quick_link: bool) -> Result {
     // `cargo auditable build`: each binary carries its dependency list (see supply.rs).
     let mut cargo = supply::auditable_build()?;
     cargo.current_dir(util::root()).arg("--release");
-    if quick_link {
-        cargo
-            .env("CARGO_PROFILE_RELEASE_LTO", "thin")
-            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
-    }
     for platform in platforms {
         platform.ensure_toolchain()?;
         platform.set_cc(&mut cargo);
@@ -351,7 +333,7 @@ pub fn build(request: &Request) -> Result<Vec<Built>> {
         check_only(only, &images)?;
         images.retain(|tool| only.contains(&tool.name));
     }
-    build_binaries_linked(&images, &request.platforms, request.quick_link)?;
+    build_binaries(&images, &request.platforms)?;
     let labels = Labels::for_this_checkout();
     let single_tools: Vec<Tool> = tools()?;
     let mut built = Vec::new();

@@ -208,7 +208,6 @@ fn images_task(
         platforms,
         only,
         push,
-        quick_link: false,
     };
     images::build(&request)?;
     if pods {
@@ -240,7 +239,6 @@ fn main() -> ExitCode {
                 platforms,
                 only,
                 push: true,
-                quick_link: false,
             })
         }),
         Task::Test => test::run(),

@@ -183,20 +183,14 @@ pub fn run() -> Result {
 
     if util::docker_works() {
         steps.step(
-            "build images, thin LTO (amd64: every tool and the all-in-one; arm64: wait and tail)",
+            "build images (amd64: every tool and the all-in-one; arm64: wait and tail)",
             || {
-                // Thin LTO for the images under test (see `Request::quick_link`): the
-                // release profile's fat-LTO links were a third of the whole run.
-                images::build(&images::Request {
-                    quick_link: true,
-                    ..images::Request::dev()
-                })?;
+                images::build_all()?;
                 // arm64 for the smoke set only: building every tool for arm64 too would add
-                // several minutes of links; the arm64 image tests use these two.
+                // several minutes of fat-LTO links; the arm64 image tests use these two.
                 images::build(&images::Request {
                     platforms: vec![crate::platform::ARM64],
                     only: Some(SMOKE_IMAGES.iter().map(|name| (*name).to_owned()).collect()),
-                    quick_link: true,
                     ..images::Request::dev()
                 })?;
                 Ok("ok")
